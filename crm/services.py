@@ -1,0 +1,79 @@
+"""Domain actions on crm records."""
+
+import datetime as dt
+import logging
+
+from django.db import transaction
+
+from .models import Contact, LifecycleStage, StageChange
+
+logger = logging.getLogger(__name__)
+
+S = LifecycleStage
+
+# Which stage may follow which. Recycled and disqualified are side states:
+# a recycled lead can be worked again; a disqualified one can be revived.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.SUBSCRIBER: frozenset({S.LEAD, S.MQL, S.SQL, S.DISQUALIFIED}),
+    S.LEAD: frozenset({S.MQL, S.SQL, S.RECYCLED, S.DISQUALIFIED}),
+    S.MQL: frozenset({S.SQL, S.RECYCLED, S.DISQUALIFIED}),
+    S.SQL: frozenset({S.OPPORTUNITY, S.RECYCLED, S.DISQUALIFIED}),
+    S.OPPORTUNITY: frozenset({S.CUSTOMER, S.RECYCLED, S.DISQUALIFIED}),
+    S.CUSTOMER: frozenset({S.OPPORTUNITY}),
+    S.RECYCLED: frozenset({S.LEAD, S.MQL, S.SQL, S.DISQUALIFIED}),
+    S.DISQUALIFIED: frozenset({S.LEAD, S.RECYCLED}),
+}
+
+
+class StageTransitionError(ValueError):
+    """A lifecycle move the rules do not allow."""
+
+    field = "lifecycle_stage"
+
+
+def change_stage(
+    contact: Contact,
+    to_stage: str,
+    *,
+    now: dt.datetime,
+    actor=None,
+    reason: str = "",
+) -> StageChange | None:
+    """Move a contact to another lifecycle stage and record the move.
+
+    Return None when the contact is already there; raise
+    StageTransitionError for a move the lifecycle does not allow.
+    """
+    from_stage = contact.lifecycle_stage
+    if from_stage == to_stage:
+        return None
+    if to_stage not in ALLOWED_TRANSITIONS.get(from_stage, frozenset()):
+        raise StageTransitionError(
+            f"a contact cannot move from {from_stage!r} to {to_stage!r}"
+        )
+
+    update_fields = ["lifecycle_stage", "updated_at"]
+    contact.lifecycle_stage = to_stage
+    if to_stage == S.MQL and contact.mql_at is None:
+        contact.mql_at = now
+        update_fields.append("mql_at")
+    if to_stage == S.SQL and contact.sql_at is None:
+        contact.sql_at = now
+        update_fields.append("sql_at")
+    with transaction.atomic():
+        contact.save(update_fields=update_fields)
+        change = StageChange.objects.create(
+            contact=contact,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            changed_at=now,
+            actor=actor,
+            reason=reason[:255],
+        )
+    logger.info(
+        "Contact moved from %s to %s",
+        from_stage,
+        to_stage,
+        extra={"contact_id": contact.pk},
+    )
+    return change

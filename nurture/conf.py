@@ -1,0 +1,25 @@
+"""Options of the nurture app, read when used so tests can override them."""
+
+from django.conf import settings
+
+DEFAULTS = {
+    # How many enrollments one dispatch task claims and works at once.
+    "NURTURE_DISPATCH_BATCH_SIZE": 500,
+    # How long a dispatcher holds its claim before another may retry.
+    "NURTURE_CLAIM_SECONDS": 300,
+    # How many events one rescoring task folds into scores at once.
+    "NURTURE_RESCORE_BATCH_SIZE": 2000,
+    # Hours a rep has to accept or reject a handoff.
+    "NURTURE_HANDOFF_SLA_HOURS": 4,
+    # Time zone for contacts whose own zone is unknown.
+    "NURTURE_DEFAULT_TIME_ZONE": "UTC",
+    # Minutes between runs of each scheduled engine task.
+    "NURTURE_SCHEDULE_MINUTES": 1,
+    # Postal address printed in every marketing email.
+    "NURTURE_SENDER_ADDRESS": "Nurture Demo Ltd, 1 Example Street, London",
+}
+
+
+def get(name: str):
+    """Return the setting ``name``, falling back to the app default."""
+    return getattr(settings, name, DEFAULTS[name])

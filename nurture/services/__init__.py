@@ -1,0 +1,1 @@
+"""Domain actions of the nurture app: admin, API and tasks call these."""
