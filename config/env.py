@@ -67,5 +67,4 @@ def sqlite_database(name: Path) -> dict:
                 "PRAGMA busy_timeout=20000;"
             ),
         },
-        "TEST": {"NAME": str(name.with_name(name.stem + "-test.sqlite3"))},
     }
