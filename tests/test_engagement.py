@@ -1,0 +1,194 @@
+"""ingest_events: stored once, unscored, with suppression and exits at once."""
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from crm.models import EngagementEvent
+from nurture.models import Enrollment
+from nurture.services.engagement import ingest_events
+from tests.factories import CadenceFactory, ContactFactory, EnrollmentFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2025, 3, 3, 10, 0, tzinfo=dt.UTC)
+E = EngagementEvent.Type
+State = Enrollment.State
+
+
+def row(contact, type=E.PAGE_VIEW, **extra):
+    return {
+        "contact": contact,
+        "type": type,
+        "occurred_at": NOW - dt.timedelta(minutes=5),
+        **extra,
+    }
+
+
+def test_events_are_stored_unscored_for_the_rescore_task():
+    """New events wait, unscored, for the rescoring task to count them."""
+    contact = ContactFactory()
+
+    result = ingest_events(
+        [row(contact, source="web", properties={"path": "/pricing"}), row(contact.pk)],
+        now=NOW,
+    )
+
+    assert len(result.created) == 2
+    assert result.duplicates == 0
+    stored = EngagementEvent.objects.filter(contact=contact)
+    assert stored.count() == 2
+    assert all(event.pk for event in result.created)
+    assert not stored.filter(scored_at__isnull=False).exists()
+    assert stored.filter(source="web", properties={"path": "/pricing"}).count() == 1
+
+
+def test_a_repeated_external_id_is_stored_once():
+    """A resent event, or the same id twice in a batch, counts as a duplicate."""
+    contact = ContactFactory()
+    ingest_events([row(contact, external_id="esp-1")], now=NOW)
+
+    result = ingest_events(
+        [
+            row(contact, external_id="esp-1"),
+            row(contact, external_id="esp-2"),
+            row(contact, external_id="esp-2"),
+        ],
+        now=NOW,
+    )
+
+    assert [event.external_id for event in result.created] == ["esp-2"]
+    assert result.duplicates == 2
+    assert EngagementEvent.objects.count() == 2
+
+
+def test_unsubscribe_suppresses_and_ends_every_open_enrollment():
+    """An unsubscribe stamps the contact and takes them out of all cadences."""
+    contact = ContactFactory()
+    active = EnrollmentFactory(contact=contact)
+    paused = EnrollmentFactory(contact=contact, state=State.PAUSED)
+    bystander = EnrollmentFactory()
+
+    ingest_events([row(contact, E.UNSUBSCRIBE)], now=NOW)
+
+    contact.refresh_from_db()
+    assert contact.unsubscribed_at == NOW
+    for enrollment in (active, paused):
+        enrollment.refresh_from_db()
+        assert enrollment.state == State.EXITED
+        assert enrollment.exit_reason == Enrollment.ExitReason.UNSUBSCRIBED
+        assert enrollment.ended_at == NOW
+    bystander.refresh_from_db()
+    assert bystander.state == State.ACTIVE
+
+
+def test_a_second_unsubscribe_keeps_the_first_time():
+    """The first unsubscribe time is the one that counts."""
+    first = NOW - dt.timedelta(days=3)
+    contact = ContactFactory(unsubscribed_at=first)
+
+    ingest_events([row(contact, E.UNSUBSCRIBE)], now=NOW)
+
+    contact.refresh_from_db()
+    assert contact.unsubscribed_at == first
+
+
+@pytest.mark.parametrize("bounce_type", ["hard", "Permanent"])
+def test_a_hard_bounce_suppresses_and_ends_enrollments(bounce_type):
+    """A hard bounce stops all mail to the address and ends its cadences."""
+    contact = ContactFactory()
+    enrollment = EnrollmentFactory(contact=contact)
+
+    ingest_events(
+        [row(contact, E.EMAIL_BOUNCE, properties={"bounce_type": bounce_type})],
+        now=NOW,
+    )
+
+    contact.refresh_from_db()
+    enrollment.refresh_from_db()
+    assert contact.hard_bounced_at == NOW
+    assert enrollment.exit_reason == Enrollment.ExitReason.BOUNCED
+
+
+def test_a_soft_bounce_changes_nothing():
+    """A temporary failure is only recorded; the contact stays mailable."""
+    contact = ContactFactory()
+    enrollment = EnrollmentFactory(contact=contact)
+
+    ingest_events(
+        [row(contact, E.EMAIL_BOUNCE, properties={"bounce_type": "soft"})], now=NOW
+    )
+
+    contact.refresh_from_db()
+    enrollment.refresh_from_db()
+    assert contact.hard_bounced_at is None
+    assert enrollment.state == State.ACTIVE
+
+
+def test_a_complaint_stops_email_and_ends_enrollments():
+    """A spam complaint marks the contact do-not-email and ends their cadences."""
+    contact = ContactFactory()
+    enrollment = EnrollmentFactory(contact=contact)
+
+    ingest_events([row(contact, E.OTHER, properties={"complaint": True})], now=NOW)
+
+    contact.refresh_from_db()
+    enrollment.refresh_from_db()
+    assert contact.do_not_email is True
+    assert enrollment.state == State.EXITED
+
+
+def test_a_reply_ends_only_cadences_that_exit_on_reply():
+    """A reply ends cadences with exit_on_reply and leaves the others running."""
+    contact = ContactFactory()
+    stops = EnrollmentFactory(contact=contact, cadence=CadenceFactory())
+    keeps = EnrollmentFactory(
+        contact=contact, cadence=CadenceFactory(exit_on_reply=False)
+    )
+
+    ingest_events([row(contact, E.EMAIL_REPLY)], now=NOW)
+
+    stops.refresh_from_db()
+    keeps.refresh_from_db()
+    assert stops.state == State.EXITED
+    assert stops.exit_reason == Enrollment.ExitReason.REPLIED
+    assert keeps.state == State.ACTIVE
+
+
+def test_a_meeting_ends_only_cadences_that_exit_on_meeting():
+    """A booked meeting ends cadences with exit_on_meeting only."""
+    contact = ContactFactory()
+    stops = EnrollmentFactory(contact=contact, cadence=CadenceFactory())
+    keeps = EnrollmentFactory(
+        contact=contact, cadence=CadenceFactory(exit_on_meeting=False)
+    )
+
+    ingest_events([row(contact, E.MEETING_BOOKED)], now=NOW)
+
+    stops.refresh_from_db()
+    keeps.refresh_from_db()
+    assert stops.exit_reason == Enrollment.ExitReason.MEETING
+    assert keeps.state == State.ACTIVE
+
+
+def test_query_count_does_not_grow_with_the_batch():
+    """A batch of 40 events costs the same queries as a batch of 4."""
+
+    def run(size):
+        contacts = ContactFactory.create_batch(size)
+        rows = []
+        for n, contact in enumerate(contacts):
+            EnrollmentFactory(contact=contact)
+            rows += [
+                row(contact, E.UNSUBSCRIBE, external_id=f"u-{size}-{n}"),
+                row(contact, E.EMAIL_REPLY),
+                row(contact, E.MEETING_BOOKED),
+                row(contact, E.EMAIL_BOUNCE, properties={"bounce_type": "hard"}),
+            ]
+        with CaptureQueriesContext(connection) as queries:
+            ingest_events(rows, now=NOW)
+        return len(queries)
+
+    assert run(1) == run(10)
