@@ -193,3 +193,12 @@ def test_assign_owners_query_count_does_not_grow_with_batch(
     # loads: contacts, rules, reps, counts; writes: 2 owners, reps, savepoint x2
     with django_assert_max_num_queries(9):
         assert assign_owners(contacts, now=NOW) == size
+
+
+def test_managers_are_not_in_the_region_pool():
+    """A region's manager is not handed leads; their reps are."""
+    RoutingRuleFactory(region="Central")
+    manager = RepFactory(region="Central")
+    rep = RepFactory(region="Central", manager=manager)
+
+    assert route_contact(ContactFactory(), now=NOW).rep == rep

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 
 from crm.models import Contact, Rep
 from nurture.models import Handoff, RoutingRule
@@ -95,7 +95,8 @@ def assign_owners(contacts: Iterable[Contact], *, now: dt.datetime) -> int:
 class Router:
     """Rules and rep load held in memory so a batch routes without queries.
 
-    Load is open handoffs per unit of capacity. Contacts routed by this
+    Load is open handoffs per unit of capacity. Reps who manage others are
+    left out of the region pools. Contacts routed by this
     router count towards the order (so a batch spreads out) but not towards
     capacity, which limits open handoffs only.
     """
@@ -113,14 +114,20 @@ class Router:
         self.turn = {rep.pk: (rep.last_assigned_at or NEVER, 0) for rep in reps}
         self.counter = 0
         self.by_region: dict[str, list[Rep]] = defaultdict(list)
+        # Managers escalate; they take leads only when a rule names them.
         for rep in reps:
-            self.by_region[as_text(rep.region)].append(rep)
+            if not getattr(rep, "manages", False):
+                self.by_region[as_text(rep.region)].append(rep)
 
     @classmethod
     def load(cls) -> "Router":
         """Read active rules, active reps and open handoff counts: 3 queries."""
         rules = list(RoutingRule.objects.filter(is_active=True).order_by("position"))
-        reps = list(Rep.objects.filter(is_active=True).select_related("user"))
+        reps = list(
+            Rep.objects.filter(is_active=True)
+            .select_related("user")
+            .annotate(manages=Exists(Rep.objects.filter(manager=OuterRef("pk"))))
+        )
         counts = dict(
             Handoff.objects.pending()
             .filter(assignee__isnull=False)

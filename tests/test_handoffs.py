@@ -1,0 +1,221 @@
+"""Handoffs: routing with context, SLA breaches escalated once, decisions."""
+
+import datetime as dt
+
+import pytest
+from django.core import mail
+
+from crm.models import LifecycleStage
+from nurture.models import Enrollment, Handoff, Task, Touch
+from nurture.services.handoffs import (
+    RejectReason,
+    accept_handoff,
+    enforce_handoff_slas,
+    hand_off,
+    reject_handoff,
+)
+from tests.factories import (
+    AccountFactory,
+    CadenceFactory,
+    ContactFactory,
+    EngagementEventFactory,
+    EnrollmentFactory,
+    RepFactory,
+    RoutingRuleFactory,
+    TaskFactory,
+    TouchFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2025, 3, 3, 10, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def team():
+    """One Central rep with a manager, reached by a catch-all rule."""
+    manager = RepFactory(region="Central", user=UserFactory(username="boss"))
+    rep = RepFactory(
+        region="Central", manager=manager, user=UserFactory(username="ann")
+    )
+    RoutingRuleFactory(name="Everyone", region="Central")
+    return rep
+
+
+def test_hand_off_assigns_owner_sla_and_follow_up(team, settings):
+    """The routed rep owns the lead, with a follow-up due at the SLA."""
+    settings.NURTURE_HANDOFF_SLA_HOURS = 4
+    contact = ContactFactory(lifecycle_stage=LifecycleStage.MQL)
+
+    handoff = hand_off(contact, now=NOW)
+
+    assert handoff.assignee == team.user
+    assert handoff.sla_due_at == NOW + dt.timedelta(hours=4)
+    assert handoff.routing_rule.name == "Everyone"
+    assert "Everyone" in handoff.routing_reason
+    contact.refresh_from_db()
+    assert contact.owner == team.user
+    task = Task.objects.get(handoff=handoff)
+    assert task.type == Task.Type.FOLLOW_UP
+    assert task.assignee == team.user
+    assert task.due_at == handoff.sla_due_at
+    team.refresh_from_db()
+    assert team.last_assigned_at == NOW
+
+
+def test_hand_off_snapshots_context_without_the_held_out_outcome(team):
+    """The context carries score, events, touches, tasks, account; no truth."""
+    contact = ContactFactory(
+        account=AccountFactory(name="Acme"),
+        known_converted=True,
+        fit_score=30,
+        total_score=70,
+        intent_score=40,
+        intent_scored_at=NOW,
+        score_explanation=[{"rule": "Demo", "kind": "intent", "points": 40}],
+    )
+    for hours in range(12):
+        EngagementEventFactory(
+            contact=contact,
+            type="page_view",
+            occurred_at=NOW - dt.timedelta(hours=hours),
+        )
+    enrollment = EnrollmentFactory(contact=contact)
+    TouchFactory(enrollment=enrollment, outcome=Touch.Outcome.OPENED, sent_at=NOW)
+    TaskFactory(contact=contact, title="Call about pricing")
+
+    context = hand_off(contact, now=NOW).context
+
+    assert context["score"]["total"] == 70
+    assert context["score"]["intent"] == 40
+    assert context["score"]["explanation"][0]["rule"] == "Demo"
+    assert context["account"] == "Acme"
+    assert len(context["events"]) == 10
+    assert context["events"][0]["occurred_at"] == NOW.isoformat()
+    assert [t["outcome"] for t in context["touches"]] == ["opened"]
+    assert [t["title"] for t in context["open_tasks"]] == ["Call about pricing"]
+    assert "known_converted" not in str(context)
+
+
+def test_hand_off_exits_cadences_that_exit_on_handoff(team):
+    """Nurture stops where the cadence says so, and only there."""
+    contact = ContactFactory()
+    stopping = EnrollmentFactory(contact=contact, cadence=CadenceFactory())
+    staying = EnrollmentFactory(
+        contact=contact, cadence=CadenceFactory(exit_on_handoff=False)
+    )
+
+    hand_off(contact, now=NOW)
+
+    stopping.refresh_from_db()
+    staying.refresh_from_db()
+    assert stopping.state == Enrollment.State.EXITED
+    assert stopping.exit_reason == Enrollment.ExitReason.HANDOFF
+    assert staying.state == Enrollment.State.ACTIVE
+
+
+def test_hand_off_emails_the_rep_after_commit(
+    team, django_capture_on_commit_callbacks, settings
+):
+    """The rep gets one email with a link to the handoff in the admin."""
+    settings.SITE_URL = "http://crm.test"
+    contact = ContactFactory()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        handoff = hand_off(contact, now=NOW)
+
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == [team.user.email]
+    assert f"http://crm.test/admin/nurture/handoff/{handoff.pk}/change/" in (
+        message.body
+    )
+    assert contact.email not in message.body
+
+
+def test_second_hand_off_returns_the_open_one(team):
+    """At most one open handoff per contact: a repeat returns the first."""
+    contact = ContactFactory()
+
+    first = hand_off(contact, now=NOW)
+    again = hand_off(contact, now=NOW + dt.timedelta(minutes=5))
+
+    assert again == first
+    assert Handoff.objects.filter(contact=contact).count() == 1
+    assert Task.objects.filter(contact=contact).count() == 1
+
+
+def test_hand_off_without_a_free_rep_returns_none():
+    """No matching rule or rep means no handoff and no owner."""
+    contact = ContactFactory()
+
+    assert hand_off(contact, now=NOW) is None
+    contact.refresh_from_db()
+    assert contact.owner is None
+
+
+def test_sla_breach_is_escalated_exactly_once(team, django_capture_on_commit_callbacks):
+    """Two sweeps after the deadline flag, task and email the manager once."""
+    handoff = hand_off(ContactFactory(), now=NOW)
+    later = handoff.sla_due_at + dt.timedelta(minutes=1)
+
+    # when the sweep runs before the deadline nothing happens
+    assert enforce_handoff_slas(now=handoff.sla_due_at) == 0
+    # when it runs twice after the deadline
+    with django_capture_on_commit_callbacks(execute=True):
+        first = enforce_handoff_slas(now=later)
+        second = enforce_handoff_slas(now=later + dt.timedelta(minutes=1))
+
+    # then one breach, one escalation task and one email for the manager
+    assert (first, second) == (1, 0)
+    handoff.refresh_from_db()
+    manager_user = team.manager.user
+    assert handoff.status == Handoff.Status.BREACHED
+    assert handoff.breached_at == later
+    assert handoff.escalated_to == manager_user
+    escalations = Task.objects.filter(type=Task.Type.ESCALATION)
+    assert [(t.assignee, t.handoff) for t in escalations] == [(manager_user, handoff)]
+    assert [m.to for m in mail.outbox] == [[manager_user.email]]
+
+
+def test_breached_handoff_without_manager_is_still_flagged():
+    """A rep without a manager: the breach is recorded, nobody escalated."""
+    RoutingRuleFactory(region="Central")
+    RepFactory(region="Central")
+    handoff = hand_off(ContactFactory(), now=NOW)
+
+    assert enforce_handoff_slas(now=NOW + dt.timedelta(days=1)) == 1
+
+    handoff.refresh_from_db()
+    assert handoff.status == Handoff.Status.BREACHED
+    assert handoff.escalated_to is None
+    assert not Task.objects.filter(type=Task.Type.ESCALATION).exists()
+
+
+def test_breached_handoff_can_still_be_accepted(team):
+    """A late rep may still accept: the contact becomes an SQL."""
+    contact = ContactFactory(lifecycle_stage=LifecycleStage.MQL)
+    handoff = hand_off(contact, now=NOW)
+    enforce_handoff_slas(now=NOW + dt.timedelta(days=1))
+
+    accepted = accept_handoff(handoff, now=NOW + dt.timedelta(days=2))
+
+    assert accepted.status == Handoff.Status.ACCEPTED
+    contact.refresh_from_db()
+    assert contact.lifecycle_stage == LifecycleStage.SQL
+
+
+def test_breached_handoff_can_still_be_rejected(team):
+    """A late rep may still reject: "not now" recycles the contact."""
+    contact = ContactFactory(lifecycle_stage=LifecycleStage.MQL)
+    handoff = hand_off(contact, now=NOW)
+    enforce_handoff_slas(now=NOW + dt.timedelta(days=1))
+
+    rejected = reject_handoff(
+        handoff, reason=RejectReason.NOT_NOW, now=NOW + dt.timedelta(days=2)
+    )
+
+    assert rejected.status == Handoff.Status.REJECTED
+    contact.refresh_from_db()
+    assert contact.lifecycle_stage == LifecycleStage.RECYCLED
