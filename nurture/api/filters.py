@@ -1,0 +1,42 @@
+"""Query-string filters for the nurture API lists."""
+
+import django_filters as filters
+
+from crm.models import EngagementEvent
+from nurture.models import Enrollment, Handoff
+
+
+class EventFilter(filters.FilterSet):
+    """Events of one contact, of some types, within a time range."""
+
+    type = filters.MultipleChoiceFilter(choices=EngagementEvent.Type.choices)
+    occurred_after = filters.IsoDateTimeFilter(
+        field_name="occurred_at", lookup_expr="gte"
+    )
+    occurred_before = filters.IsoDateTimeFilter(
+        field_name="occurred_at", lookup_expr="lt"
+    )
+    contact = filters.NumberFilter(field_name="contact_id")
+
+    class Meta:
+        model = EngagementEvent
+        fields = ["contact", "type", "source"]
+
+
+class EnrollmentFilter(filters.FilterSet):
+    state = filters.MultipleChoiceFilter(choices=Enrollment.State.choices)
+    cadence = filters.NumberFilter(field_name="cadence_id")
+    contact = filters.NumberFilter(field_name="contact_id")
+
+    class Meta:
+        model = Enrollment
+        fields = ["cadence", "contact", "state"]
+
+
+class HandoffFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=Handoff.Status.choices)
+    assignee = filters.NumberFilter(field_name="assignee_id")
+
+    class Meta:
+        model = Handoff
+        fields = ["status", "assignee"]
