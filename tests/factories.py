@@ -6,7 +6,14 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from crm.models import Account, Contact, EngagementEvent, Rep
+from crm.models import (
+    Account,
+    Contact,
+    EngagementEvent,
+    Opportunity,
+    Rep,
+    StageChange,
+)
 from nurture.models import (
     Cadence,
     Channel,
@@ -167,3 +174,22 @@ class HandoffFactory(factory.django.DjangoModelFactory):
     assignee = factory.SubFactory(UserFactory)
     created_at = factory.LazyFunction(timezone.now)
     sla_due_at = factory.LazyAttribute(lambda h: h.created_at + dt.timedelta(hours=4))
+
+
+class StageChangeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StageChange
+
+    contact = factory.SubFactory(ContactFactory)
+    from_stage = Contact.Stage.LEAD
+    to_stage = Contact.Stage.MQL
+    changed_at = factory.LazyFunction(timezone.now)
+
+
+class OpportunityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Opportunity
+
+    name = factory.Sequence(lambda n: f"Deal {n}")
+    account = factory.SubFactory(AccountFactory)
+    contact = factory.SubFactory(ContactFactory)
