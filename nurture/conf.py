@@ -17,6 +17,18 @@ DEFAULTS = {
     "NURTURE_SCHEDULE_MINUTES": 1,
     # Postal address printed in every marketing email.
     "NURTURE_SENDER_ADDRESS": "Nurture Demo Ltd, 1 Example Street, London",
+    # Name emails carry when neither the contact's owner nor the cadence
+    # names a sender.
+    "NURTURE_SENDER_NAME": "The Nurture Demo team",
+    # Which class delivers each step channel, like EMAIL_BACKEND for mail.
+    # Setting some keys keeps the defaults for the others.
+    "NURTURE_CHANNELS": {
+        "email": "nurture.channels.EmailChannel",
+        "call": "nurture.channels.TaskChannel",
+        "linkedin": "nurture.channels.TaskChannel",
+        "direct_mail": "nurture.channels.TaskChannel",
+        "retargeting": "nurture.channels.AudienceChannel",
+    },
 }
 
 
