@@ -1,12 +1,15 @@
 """The nurture admin: cheap changelists and actions that go through services."""
 
+import datetime as dt
 import itertools
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
+from django.utils import timezone
 
 from crm.models import Contact
+from crm.roles import ensure_sales_groups
 from nurture.models import Enrollment, Handoff, Task, Touch
 from tests.admin_support import changelist_queries, messages_of, rows_shown
 from tests.factories import (
@@ -26,6 +29,7 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 MODEL_NUMBERS = itertools.count()
+HOUR = dt.timedelta(hours=1)
 
 
 def make_cadence(owner):
@@ -306,3 +310,26 @@ def test_mark_done_action_completes_open_tasks(admin_client):
     assert task.status == Task.Status.DONE
     assert task.completed_at is not None
     assert "Marked 1 tasks done." in messages_of(response)
+
+
+def test_admin_index_lists_my_pending_handoffs_and_overdue_tasks(client):
+    """The index shows the signed-in rep's open handoffs and overdue tasks."""
+    # Given a rep with a pending handoff, an overdue task and a future task.
+    rep = RepFactory()
+    rep.user.groups.add(ensure_sales_groups()["Sales reps"])
+    now = timezone.now()
+    HandoffFactory(assignee=rep.user, contact=ContactFactory(last_name="Okafor"))
+    TaskFactory(assignee=rep.user, title="Call back Okafor", due_at=now - HOUR)
+    TaskFactory(assignee=rep.user, title="Later call", due_at=now + HOUR)
+    TaskFactory(title="Someone else's call", due_at=now - HOUR)
+    client.force_login(rep.user)
+
+    # When they open the admin index.
+    page = client.get(reverse("admin:index")).content.decode()
+
+    # Then their queue lists the handoff and the overdue task only.
+    assert "My queue" in page
+    assert "Okafor" in page
+    assert "Call back Okafor" in page
+    assert "Later call" not in page
+    assert "Someone else&#x27;s call" not in page

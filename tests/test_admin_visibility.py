@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from crm.roles import ensure_sales_groups
 from nurture.models import Handoff, Task
 from tests.admin_support import rows_shown
 from tests.factories import (
@@ -173,3 +174,33 @@ def test_rep_changelist_shows_rows_for_a_rep_with_no_work(client):
 
     assert response.status_code == 200
     assert rows_shown(response) == 0
+
+
+def test_rep_in_the_sales_reps_group_works_their_queue(client):
+    """With only the "Sales reps" group, a rep can finish tasks and accept."""
+    # Given a rep whose rights come from the real sales group.
+    groups = ensure_sales_groups()
+    rep = RepFactory()
+    rep.user.groups.add(groups["Sales reps"])
+    contact = ContactFactory(owner=rep.user, lifecycle_stage="mql")
+    task = TaskFactory(contact=contact, assignee=rep.user)
+    handoff = HandoffFactory(contact=contact, assignee=rep.user)
+    client.force_login(rep.user)
+
+    # When they mark the task done and accept the handoff.
+    client.post(
+        reverse("admin:nurture_task_changelist"),
+        {"action": "mark_done", "_selected_action": [task.pk]},
+    )
+    client.post(
+        reverse("admin:nurture_handoff_changelist"),
+        {"action": "accept", "_selected_action": [handoff.pk]},
+    )
+
+    # Then both are recorded and the contact is sales qualified.
+    task.refresh_from_db()
+    handoff.refresh_from_db()
+    contact.refresh_from_db()
+    assert task.status == Task.Status.DONE
+    assert handoff.status == Handoff.Status.ACCEPTED
+    assert contact.lifecycle_stage == "sql"
