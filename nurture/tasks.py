@@ -7,6 +7,8 @@ from django.utils import timezone
 
 from nurture import conf
 from nurture.services.dispatch import DispatchResult, dispatch_due_touches
+from nurture.services.handoffs import enforce_handoff_slas
+from nurture.services.scoring import rescore_new_events
 
 logger = logging.getLogger(__name__)
 
@@ -28,3 +30,27 @@ def dispatch_due_touches_task() -> dict[str, int]:
         if time.monotonic() - started >= DISPATCH_TIME_BUDGET_SECONDS:
             break
     return totals.as_dict()
+
+
+# Rescoring shares the dispatcher's headroom under the task timeout.
+RESCORE_TIME_BUDGET_SECONDS = 50
+
+
+def rescore_contacts_task() -> int:
+    """Score new events batch after batch until a short batch or time is up."""
+    batch_size = conf.get("NURTURE_RESCORE_BATCH_SIZE")
+    started = time.monotonic()
+    scored = 0
+    while True:
+        count = rescore_new_events(now=timezone.now(), batch_size=batch_size)
+        scored += count
+        if count < batch_size:
+            break
+        if time.monotonic() - started >= RESCORE_TIME_BUDGET_SECONDS:
+            break
+    return scored
+
+
+def enforce_handoff_slas_task() -> int:
+    """Flag and escalate handoffs whose SLA has passed."""
+    return enforce_handoff_slas(now=timezone.now())
