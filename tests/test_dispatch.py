@@ -3,6 +3,7 @@
 import csv
 import datetime as dt
 import smtplib
+import threading
 
 import pytest
 from django.core import mail
@@ -431,3 +432,36 @@ def test_the_query_count_does_not_grow_with_the_batch():
     assert small_inserts == 2
     assert large_inserts <= 4
     assert Step.objects.count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_dispatchers_running_at_once_never_share_an_enrollment():
+    """Concurrent dispatchers split the due work; every touch goes out once."""
+    # Given forty due enrollments
+    cadence = CadenceFactory()
+    StepFactory(cadence=cadence, position=1)
+    for _ in range(40):
+        EnrollmentFactory(cadence=cadence, next_due_at=NOW)
+    start = threading.Barrier(2)
+    results = []
+
+    def worker():
+        try:
+            start.wait()
+            results.append(dispatch_due_touches(now=NOW, batch_size=40))
+        finally:
+            connection.close()
+
+    # When two dispatchers start at the same moment in separate connections
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Then each enrollment was claimed and mailed exactly once
+    assert sum(r.claimed for r in results) == 40
+    assert sum(r.sent for r in results) == 40
+    assert len(mail.outbox) == 40
+    assert Touch.objects.count() == 40
+    assert len({m.to[0] for m in mail.outbox}) == 40
