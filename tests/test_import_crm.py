@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from crm.importers import import_accounts, import_reps
 from crm.models import Account, Rep
@@ -154,3 +156,20 @@ def test_bad_account_rows_are_reported_and_good_ones_land(shared_data, tmp_path)
     assert Account.objects.count() == 83
     assert not Account.objects.filter(name__in=["Betasoloin", "Betatech"]).exists()
     assert Account.objects.get(name="Bioholding").parent is None
+
+
+@pytest.mark.django_db
+def test_commands_read_the_data_dir_by_default_and_fail_on_unreadable_files(
+    shared_data, settings, tmp_path, capsys
+):
+    """With no path the command imports the bundled file and prints counts
+    and time; a file that cannot be read is a command error."""
+    settings.CRM_DATA_DIR = str(shared_data)
+
+    call_command("import_reps")
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command("import_accounts", str(tmp_path / "missing.csv"))
+
+    out = capsys.readouterr().out
+    assert "sales_teams.csv: created 41, updated 0, unchanged 0, errors 0" in out
+    assert "took " in out
