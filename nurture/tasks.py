@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from nurture import conf
 from nurture.services.dispatch import DispatchResult, dispatch_due_touches
-from nurture.services.handoffs import enforce_handoff_slas
+from nurture.services.handoffs import enforce_handoff_slas, hand_off_waiting_leads
 from nurture.services.scoring import rescore_new_events
 
 logger = logging.getLogger(__name__)
@@ -54,3 +54,8 @@ def rescore_contacts_task() -> int:
 def enforce_handoff_slas_task() -> int:
     """Flag and escalate handoffs whose SLA has passed."""
     return enforce_handoff_slas(now=timezone.now())
+
+
+def hand_off_waiting_leads_task() -> int:
+    """Hand off MQLs that were waiting for a rep with free capacity."""
+    return hand_off_waiting_leads(now=timezone.now())

@@ -12,6 +12,7 @@ from nurture.services.handoffs import (
     accept_handoff,
     enforce_handoff_slas,
     hand_off,
+    hand_off_waiting_leads,
     reject_handoff,
 )
 from tests.factories import (
@@ -219,3 +220,54 @@ def test_breached_handoff_can_still_be_rejected(team):
     assert rejected.status == Handoff.Status.REJECTED
     contact.refresh_from_db()
     assert contact.lifecycle_stage == LifecycleStage.RECYCLED
+
+
+def test_waiting_mql_is_handed_off_once_a_rep_has_room(team):
+    """An MQL that found every rep full gets its handoff when capacity frees."""
+    # Given a rep with room for one handoff, and two MQLs
+    team.capacity = 1
+    team.save(update_fields=["capacity"])
+    first = ContactFactory(lifecycle_stage=LifecycleStage.MQL, mql_at=NOW)
+    second = ContactFactory(lifecycle_stage=LifecycleStage.MQL, mql_at=NOW)
+    taken = hand_off(first, now=NOW)
+    assert hand_off(second, now=NOW) is None
+
+    # When the sweep runs while the rep is still full, nothing changes
+    assert hand_off_waiting_leads(now=NOW) == 0
+    assert not Handoff.objects.filter(contact=second).exists()
+
+    # Then, once the rep accepts the first lead, the second is handed off
+    accept_handoff(taken, now=NOW + dt.timedelta(hours=1))
+    assert hand_off_waiting_leads(now=NOW + dt.timedelta(hours=2)) == 1
+    waiting = Handoff.objects.get(contact=second)
+    assert waiting.assignee == team.user
+    assert waiting.created_at == NOW + dt.timedelta(hours=2)
+
+
+def test_waiting_sweep_with_a_full_team_costs_one_query(
+    team, django_assert_num_queries
+):
+    """A full team is detected up front, without trying each waiting lead."""
+    team.capacity = 0
+    team.save(update_fields=["capacity"])
+    ContactFactory.create_batch(5, lifecycle_stage=LifecycleStage.MQL, mql_at=NOW)
+
+    with django_assert_num_queries(1):
+        assert hand_off_waiting_leads(now=NOW) == 0
+
+
+@pytest.mark.parametrize("decide", ["accept", "reject"])
+def test_deciding_a_handoff_closes_its_follow_up_task(team, decide):
+    """The rep's follow-up leaves the queue once the handoff is decided."""
+    contact = ContactFactory(lifecycle_stage=LifecycleStage.MQL)
+    handoff = hand_off(contact, now=NOW)
+    later = NOW + dt.timedelta(hours=1)
+
+    if decide == "accept":
+        accept_handoff(handoff, now=later)
+    else:
+        reject_handoff(handoff, reason=RejectReason.NOT_NOW, now=later)
+
+    task = Task.objects.get(handoff=handoff)
+    assert task.status == Task.Status.DONE
+    assert task.completed_at == later

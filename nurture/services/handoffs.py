@@ -6,9 +6,10 @@ import logging
 from django.conf import settings
 from django.core.mail import send_mail, send_mass_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.urls import NoReverseMatch, reverse
 
-from crm.models import Contact, LifecycleStage
+from crm.models import Contact, LifecycleStage, Rep
 from crm.services import change_stage
 from nurture import conf
 from nurture.models import Cadence, Enrollment, Handoff, Task, Touch
@@ -33,6 +34,7 @@ def accept_handoff(handoff: Handoff, *, now: dt.datetime, actor=None) -> Handoff
         locked.status = Handoff.Status.ACCEPTED
         locked.accepted_at = now
         locked.save(update_fields=["status", "accepted_at"])
+        _close_handoff_tasks(locked, now=now)
         contact = locked.contact
         if contact.lifecycle_stage != LifecycleStage.SQL:
             change_stage(
@@ -68,6 +70,7 @@ def reject_handoff(
         locked.rejected_at = now
         locked.rejection_reason = f"{reason}: {note}".strip(": ")[:255]
         locked.save(update_fields=["status", "rejected_at", "rejection_reason"])
+        _close_handoff_tasks(locked, now=now)
         change_stage(
             locked.contact,
             stages[reason],
@@ -77,6 +80,13 @@ def reject_handoff(
         )
     logger.info("Handoff rejected", extra={"handoff_id": locked.pk})
     return locked
+
+
+def _close_handoff_tasks(handoff: Handoff, *, now: dt.datetime) -> None:
+    """Close the follow-up and escalation tasks a decided handoff leaves."""
+    handoff.tasks.filter(status=Task.Status.OPEN).update(
+        status=Task.Status.DONE, completed_at=now
+    )
 
 
 def _lock_open(handoff: Handoff) -> Handoff:
@@ -143,6 +153,44 @@ def hand_off(contact: Contact, *, now: dt.datetime, actor=None) -> Handoff | Non
     return handoff
 
 
+def hand_off_waiting_leads(*, now: dt.datetime) -> int:
+    """Hand off MQLs that found no free rep earlier, oldest first.
+
+    Routing skips reps at capacity, so when every rep of a region is full a
+    new MQL waits without a handoff. This sweep retries them as reps accept
+    or reject and capacity frees up. It tries at most as many contacts as
+    there are free places, so a full team costs one query and no warnings.
+    Return how many were handed off.
+    """
+    free = free_handoff_capacity()
+    if free <= 0:
+        return 0
+    waiting = (
+        Contact.objects.filter(lifecycle_stage=LifecycleStage.MQL)
+        .exclude(pk__in=Handoff.objects.pending().values("contact_id"))
+        .order_by("mql_at", "pk")[:free]
+    )
+    handed = sum(hand_off(contact, now=now) is not None for contact in waiting)
+    if handed:
+        logger.info("Handed off %d waiting MQLs", handed)
+    return handed
+
+
+def free_handoff_capacity() -> int:
+    """Count the open-handoff places left across active reps who take leads."""
+    reps = (
+        Rep.objects.filter(is_active=True, reports__isnull=True)
+        .annotate(
+            open_handoffs=Count(
+                "user__handoffs",
+                filter=Q(user__handoffs__status__in=Handoff.OPEN_STATUSES),
+            )
+        )
+        .values_list("capacity", "open_handoffs")
+    )
+    return sum(max(capacity - open_, 0) for capacity, open_ in reps)
+
+
 def _take_over(contact: Contact, handoff: Handoff, rep, *, now: dt.datetime):
     """Make the rep the owner, stop nurture and put a follow-up in their queue."""
     contact.owner = handoff.assignee
@@ -171,7 +219,7 @@ def _take_over(contact: Contact, handoff: Handoff, rep, *, now: dt.datetime):
 def build_context(contact: Contact, *, now: dt.datetime) -> dict:
     """Snapshot what a rep needs to pick up the lead.
 
-    The held-out ``known_converted`` outcome is never part of it.
+    The outcome held out from the source system is never part of it.
     """
     from .scoring import current_intent
 
