@@ -271,3 +271,24 @@ def test_deciding_a_handoff_closes_its_follow_up_task(team, decide):
     task = Task.objects.get(handoff=handoff)
     assert task.status == Task.Status.DONE
     assert task.completed_at == later
+
+
+def test_waiting_lead_whose_region_is_full_is_not_tried(
+    django_assert_max_num_queries,
+):
+    """Room in another region does not make the sweep try a lead it can't place."""
+    # Given Mumbai leads go to West only, West is full and East has room
+    RepFactory(region="West", capacity=0)
+    RepFactory(region="East", capacity=5)
+    RoutingRuleFactory(field="city", values="Mumbai", region="West")
+    ContactFactory.create_batch(
+        3, city="Mumbai", lifecycle_stage=LifecycleStage.MQL, mql_at=NOW
+    )
+
+    # When the sweep runs, it routes in memory and attempts no handoff
+    with django_assert_max_num_queries(5):
+        handed = hand_off_waiting_leads(now=NOW)
+
+    # Then nothing is handed off and the leads keep waiting
+    assert handed == 0
+    assert not Handoff.objects.exists()

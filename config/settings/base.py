@@ -68,6 +68,7 @@ DATABASES = {
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -124,10 +125,13 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "crm": {"handlers": ["console"], "level": env_str("NURTURE_LOG_LEVEL", "INFO")},
+        "crm": {
+            "handlers": ["console"],
+            "level": env_str("NURTURE_LOG_LEVEL", "WARNING"),
+        },
         "nurture": {
             "handlers": ["console"],
-            "level": env_str("NURTURE_LOG_LEVEL", "INFO"),
+            "level": env_str("NURTURE_LOG_LEVEL", "WARNING"),
         },
     },
 }

@@ -16,7 +16,7 @@ from nurture.models import Cadence, Enrollment, Handoff, Task, Touch
 
 from .enrollment import exit_enrollments
 from .errors import NurtureError
-from .routing import record_assignment, route_contact
+from .routing import Router, record_assignment, route_contact
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,9 @@ def hand_off(contact: Contact, *, now: dt.datetime, actor=None) -> Handoff | Non
         return existing
     decision = route_contact(contact, now=now)
     if decision.user is None:
-        logger.warning(
+        # Not an error: the lead waits, and hand_off_waiting_leads retries it
+        # when a rep has room. Callers report waiting leads in aggregate.
+        logger.info(
             "No rep to hand off to: %s",
             decision.reason,
             extra={"contact_id": contact.pk},
@@ -153,26 +155,39 @@ def hand_off(contact: Contact, *, now: dt.datetime, actor=None) -> Handoff | Non
     return handoff
 
 
-def hand_off_waiting_leads(*, now: dt.datetime) -> int:
+def hand_off_waiting_leads(*, now: dt.datetime, limit: int = 500) -> int:
     """Hand off MQLs that found no free rep earlier, oldest first.
 
-    Routing skips reps at capacity, so when every rep of a region is full a
-    new MQL waits without a handoff. This sweep retries them as reps accept
-    or reject and capacity frees up. It tries at most as many contacts as
-    there are free places, so a full team costs one query and no warnings.
-    Return how many were handed off.
+    Routing skips reps at capacity, so when every rep a lead can go to is
+    full, the new MQL waits without a handoff. This sweep retries waiting
+    leads as reps decide handoffs and capacity frees up. It routes them in
+    memory first and only hands off those a rep has room for, so a full team
+    costs a few queries and no failed attempts. Return how many were handed
+    off.
     """
-    free = free_handoff_capacity()
-    if free <= 0:
+    if free_handoff_capacity() <= 0:
         return 0
-    waiting = (
+    waiting = list(
         Contact.objects.filter(lifecycle_stage=LifecycleStage.MQL)
         .exclude(pk__in=Handoff.objects.pending().values("contact_id"))
-        .order_by("mql_at", "pk")[:free]
+        .select_related("account")
+        .order_by("mql_at", "pk")[:limit]
     )
-    handed = sum(hand_off(contact, now=now) is not None for contact in waiting)
-    if handed:
-        logger.info("Handed off %d waiting MQLs", handed)
+    router = Router.load()
+    routable = []
+    for contact in waiting:
+        decision = router.route(contact)
+        if decision.rep is not None:
+            router.reserve(decision.rep, now=now)
+            routable.append(contact)
+
+    handed = sum(hand_off(contact, now=now) is not None for contact in routable)
+    if handed or len(waiting) > handed:
+        logger.info(
+            "Handed off %d waiting MQLs; %d still wait for a rep",
+            handed,
+            len(waiting) - handed,
+        )
     return handed
 
 

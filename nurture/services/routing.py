@@ -161,6 +161,11 @@ class Router:
         self.counter += 1
         self.turn[rep.pk] = (now, self.counter)
 
+    def reserve(self, rep: Rep, *, now: dt.datetime) -> None:
+        """Count a handoff the caller is about to give this rep."""
+        self.open[rep.pk] += 1
+        self.take(rep, now=now)
+
     def _pick(self, rule: RoutingRule) -> tuple[Rep | None, list[str]]:
         skipped = []
         fixed = self.reps.get(rule.rep_id) if rule.rep_id else None

@@ -166,7 +166,7 @@ def qualify_contacts(
         lifecycle_stage__in=QUALIFYING_STAGES,
     ).select_related("account")
 
-    count = 0
+    count = waiting = 0
     for contact in qualified:
         try:
             with transaction.atomic():
@@ -177,15 +177,22 @@ def qualify_contacts(
                     reason=f"score {contact.total_score} reached the MQL "
                     f"threshold of {model.mql_threshold}",
                 )
-                hand_off(contact, now=now)
+                handoff = hand_off(contact, now=now)
         except Exception:
             # One contact's failure must not stop the others; the next
             # rescoring of this contact tries again.
             logger.exception("Qualification failed", extra={"contact_id": contact.pk})
             continue
         count += 1
+        waiting += handoff is None
     if count:
         logger.info("Qualified %d contacts as MQL", count)
+    if waiting:
+        logger.warning(
+            "%d new MQLs wait for a rep with free capacity; they are handed "
+            "off as handoffs are decided",
+            waiting,
+        )
     return count
 
 
