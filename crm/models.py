@@ -28,6 +28,13 @@ class Rep(models.Model):
     )
     is_active = models.BooleanField(default=True)
     last_assigned_at = models.DateTimeField(null=True, blank=True)
+    out_of_office_from = models.DateField(null=True, blank=True)
+    out_of_office_until = models.DateField(null=True, blank=True)
+    holiday_country = models.CharField(
+        max_length=2,
+        blank=True,
+        help_text="ISO country code whose public holidays the rep takes off.",
+    )
 
     class Meta:
         ordering = ["user__username"]
@@ -71,6 +78,11 @@ class Account(models.Model):
     )
     technographics = models.JSONField(default=list, blank=True)
     tier = models.CharField(max_length=8, choices=Tier.choices, blank=True, default="")
+    time_zone = models.CharField(max_length=64, blank=True)
+    fit_score = models.IntegerField(default=0)
+    intent_score = models.FloatField(default=0)
+    intent_scored_at = models.DateTimeField(null=True, blank=True)
+    total_score = models.IntegerField(default=0, db_index=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -133,6 +145,12 @@ class Contact(models.Model):
 
     Stage = LifecycleStage
 
+    class ConsentBasis(models.TextChoices):
+        UNKNOWN = "", "Not recorded"
+        OPT_IN = "opt_in", "Explicit opt-in"
+        LEGITIMATE_INTEREST = "legitimate_interest", "Legitimate interest"
+        CUSTOMER = "customer", "Existing customer relationship"
+
     external_id = models.CharField(
         max_length=100,
         blank=True,
@@ -176,6 +194,11 @@ class Contact(models.Model):
     do_not_contact = models.BooleanField(default=False)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
     hard_bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    consent_basis = models.CharField(
+        max_length=24, choices=ConsentBasis.choices, blank=True, default=""
+    )
+    consent_recorded_at = models.DateTimeField(null=True, blank=True)
 
     fit_score = models.IntegerField(default=0)
     intent_score = models.FloatField(
@@ -362,6 +385,10 @@ class Opportunity(models.Model):
     )
     engaged_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    stale_since = models.DateTimeField(
+        null=True, blank=True, help_text="Flagged stale: no activity for too long."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,4 +1,4 @@
-"""Cadences, the touches they produce, scoring, routing and handoffs."""
+"""Cadences, their steps, the contacts walking them and the touches made."""
 
 from django.conf import settings
 from django.db import models
@@ -40,6 +40,20 @@ class Cadence(models.Model):
     exit_on_reply = models.BooleanField(default=True)
     exit_on_meeting = models.BooleanField(default=True)
     exit_on_handoff = models.BooleanField(default=True)
+    stop_account_on_reply = models.BooleanField(
+        default=False,
+        help_text="When one contact replies, stop every contact of the same "
+        "account in this cadence.",
+    )
+    skip_holidays = models.BooleanField(
+        default=False,
+        help_text="Do not send on public holidays of the contact's country.",
+    )
+    paused_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set while the whole cadence is paused.",
+    )
     reenrollment = models.CharField(
         max_length=16, choices=Reenrollment.choices, default=Reenrollment.NEVER
     )
@@ -89,6 +103,17 @@ class Step(models.Model):
         help_text="Django template. Context: contact, account, sender, step.",
     )
     task_instructions = models.TextField(blank=True)
+    send_at_local = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="Send at this time of day in the contact's zone.",
+    )
+    skip_conditions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Names of conditions that skip this step, e.g. "
+        '"previous_email_not_opened", "no_linkedin_url".',
+    )
 
     class Meta:
         ordering = ["cadence", "position"]
@@ -104,6 +129,28 @@ class Step(models.Model):
     @property
     def is_task(self) -> bool:
         return self.channel in TASK_CHANNELS
+
+
+class StepVariant(models.Model):
+    """An A/B variant of an email step; contacts split between them."""
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="variants")
+    label = models.CharField(max_length=32)
+    subject = models.CharField(max_length=255)
+    body = models.TextField()
+    weight = models.PositiveSmallIntegerField(default=1)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["step", "label"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["step", "label"], name="nurture_variant_label_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step} variant {self.label}"
 
 
 class EnrollmentQuerySet(models.QuerySet):
@@ -140,6 +187,13 @@ class Enrollment(models.Model):
         BOUNCED = "bounced", "Hard bounce"
         DO_NOT_CONTACT = "do_not_contact", "Do not contact"
         MANUAL = "manual", "Removed by a user"
+        COMPLAINED = "complained", "Spam complaint"
+        ACCOUNT_REPLIED = "account_replied", "Someone at the account replied"
+
+    class PauseReason(models.TextChoices):
+        NONE = "", "-"
+        MANUAL = "manual", "Paused by a user"
+        OUT_OF_OFFICE = "out_of_office", "Out of office"
 
     contact = models.ForeignKey(
         Contact, on_delete=models.CASCADE, related_name="enrollments"
@@ -161,6 +215,14 @@ class Enrollment(models.Model):
         related_name="+",
     )
     paused_at = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.CharField(
+        max_length=16, choices=PauseReason.choices, blank=True, default=""
+    )
+    resume_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A paused enrollment resumes by itself then (out of office).",
+    )
     ended_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(
         max_length=16, choices=ExitReason.choices, blank=True, default=""
@@ -215,6 +277,13 @@ class Touch(models.Model):
         Enrollment, on_delete=models.CASCADE, related_name="touches"
     )
     step = models.ForeignKey(Step, on_delete=models.PROTECT, related_name="touches")
+    variant = models.ForeignKey(
+        StepVariant,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="touches",
+    )
     contact = models.ForeignKey(
         Contact, on_delete=models.CASCADE, related_name="touches"
     )
@@ -231,6 +300,24 @@ class Touch(models.Model):
         max_length=255, blank=True, help_text="Why it was skipped or failed."
     )
     attempts = models.PositiveSmallIntegerField(default=0)
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a failed send is tried again."
+    )
+    local_zone = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The zone the send window was judged in, and where it came "
+        "from (contact, account, country or default).",
+    )
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    exported_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Direct mail: when the touch went out in a print export.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -246,264 +333,61 @@ class Touch(models.Model):
         return f"{self.get_channel_display()} to {self.contact_id} ({self.status})"
 
 
-class TaskQuerySet(models.QuerySet):
-    def open(self) -> "TaskQuerySet":
-        """Tasks still waiting for their rep."""
-        return self.filter(status=Task.Status.OPEN)
+class ContentItem(models.Model):
+    """A piece of content a cadence can offer: a case study, guide, webinar."""
 
-    def overdue(self, now) -> "TaskQuerySet":
-        """Open tasks whose due time has passed."""
-        return self.open().filter(due_at__lt=now)
+    class Kind(models.TextChoices):
+        CASE_STUDY = "case_study", "Case study"
+        GUIDE = "guide", "Guide"
+        WEBINAR = "webinar", "Webinar"
+        DEMO = "demo", "Demo"
+        ARTICLE = "article", "Article"
 
-    def visible_to(self, user) -> "TaskQuerySet":
-        """Tasks a user may see: all for managers, their own for reps."""
-        if can_see_all(user):
-            return self
-        return self.filter(assignee=user)
+    class BuyerStage(models.TextChoices):
+        AWARENESS = "awareness", "Awareness"
+        CONSIDERATION = "consideration", "Consideration"
+        DECISION = "decision", "Decision"
 
-
-class Task(models.Model):
-    """Work for a rep: a call, a LinkedIn message, a follow-up."""
-
-    class Type(models.TextChoices):
-        CALL = "call", "Call"
-        LINKEDIN = "linkedin", "LinkedIn"
-        DIRECT_MAIL = "direct_mail", "Direct mail"
-        FOLLOW_UP = "follow_up", "Follow up a handoff"
-        ESCALATION = "escalation", "SLA escalation"
-
-    class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        DONE = "done", "Done"
-        CANCELLED = "cancelled", "Cancelled"
-
-    class Outcome(models.TextChoices):
-        NONE = "", "-"
-        CONNECTED = "connected", "Connected"
-        VOICEMAIL = "voicemail", "Left voicemail"
-        NO_ANSWER = "no_answer", "No answer"
-        SENT = "sent", "Message sent"
-        NOT_INTERESTED = "not_interested", "Not interested"
-
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="tasks")
-    assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="nurture_tasks",
-    )
-    touch = models.OneToOneField(
-        Touch, null=True, blank=True, on_delete=models.SET_NULL, related_name="task"
-    )
-    handoff = models.ForeignKey(
-        "Handoff",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="tasks",
-    )
-    type = models.CharField(max_length=16, choices=Type.choices)
     title = models.CharField(max_length=255)
-    instructions = models.TextField(blank=True)
-    due_at = models.DateTimeField(db_index=True)
-    status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.OPEN
+    url = models.URLField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    buyer_stage = models.CharField(max_length=16, choices=BuyerStage.choices)
+    personas = models.JSONField(
+        default=list, blank=True, help_text="Occupations or titles it suits."
     )
-    outcome = models.CharField(
-        max_length=16, choices=Outcome.choices, blank=True, default=""
+    industries = models.JSONField(default=list, blank=True)
+    priority = models.PositiveSmallIntegerField(
+        default=100, help_text="Lower comes first among equally good matches."
     )
-    created_at = models.DateTimeField()
-    completed_at = models.DateTimeField(null=True, blank=True)
-
-    objects = TaskQuerySet.as_manager()
+    is_active = models.BooleanField(default=True)
 
     class Meta:
-        ordering = ["due_at", "id"]
-        indexes = [models.Index(fields=["assignee", "status", "due_at"])]
+        ordering = ["buyer_stage", "priority", "title"]
 
     def __str__(self) -> str:
         return self.title
 
 
-class ScoringModel(models.Model):
-    """A named set of scoring rules with the thresholds that qualify a lead."""
+class AudienceMember(models.Model):
+    """A contact in a retargeting audience that ad integrations read."""
 
-    name = models.CharField(max_length=100, unique=True)
-    is_default = models.BooleanField(default=False)
-    mql_threshold = models.IntegerField(default=60)
-    sql_threshold = models.IntegerField(null=True, blank=True)
-    intent_half_life_days = models.FloatField(
-        default=30, help_text="Intent points halve after this many days."
-    )
-
-    class Meta:
-        ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["is_default"],
-                condition=Q(is_default=True),
-                name="nurture_one_default_scoring_model",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class ScoringRule(models.Model):
-    """Points for a contact attribute (fit) or an engagement event (intent)."""
-
-    class Kind(models.TextChoices):
-        FIT = "fit", "Fit"
-        INTENT = "intent", "Intent"
-
-    class Operator(models.TextChoices):
-        EQUALS = "equals", "equals"
-        IN = "in", "is one of (comma-separated)"
-        CONTAINS = "contains", "contains"
-        GTE = "gte", "at least"
-        LTE = "lte", "at most"
-        IS_SET = "is_set", "is set"
-        IS_BLANK = "is_blank", "is blank"
-        IS_TRUE = "is_true", "is true"
-
-    model = models.ForeignKey(
-        ScoringModel, on_delete=models.CASCADE, related_name="rules"
-    )
-    name = models.CharField(max_length=200)
-    kind = models.CharField(max_length=8, choices=Kind.choices)
-    event_type = models.CharField(
-        max_length=32,
-        blank=True,
-        help_text="Intent rules: the engagement event type they score.",
-    )
-    field = models.CharField(
-        max_length=100,
-        blank=True,
-        help_text="Fit rules: a contact field or attributes key (account__industry "
-        "for the account). Intent rules: an event property, or blank.",
-    )
-    operator = models.CharField(
-        max_length=16, choices=Operator.choices, default=Operator.EQUALS
-    )
-    value = models.CharField(max_length=255, blank=True)
-    points = models.IntegerField()
-    is_active = models.BooleanField(default=True)
-
-    class Meta:
-        ordering = ["model", "kind", "name"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["model", "name"], name="nurture_rule_name_unique"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.points:+d})"
-
-
-class RoutingRule(models.Model):
-    """Send matching contacts to a region's reps; first match by position wins."""
-
-    position = models.PositiveIntegerField(unique=True)
-    name = models.CharField(max_length=200)
-    field = models.CharField(
-        max_length=100,
-        blank=True,
-        help_text="Contact field to test; blank matches every contact.",
-    )
-    values = models.CharField(
-        max_length=1000, blank=True, help_text="Comma-separated values that match."
-    )
-    region = models.CharField(max_length=64, blank=True)
-    rep = models.ForeignKey(
-        "crm.Rep",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        help_text="Assign to this rep instead of a region's least-loaded rep.",
-    )
-    is_active = models.BooleanField(default=True)
-
-    class Meta:
-        ordering = ["position"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class HandoffQuerySet(models.QuerySet):
-    def pending(self) -> "HandoffQuerySet":
-        """Handoffs the rep has neither accepted nor rejected."""
-        return self.filter(status__in=Handoff.OPEN_STATUSES)
-
-    def breached(self, now) -> "HandoffQuerySet":
-        """Pending handoffs past their SLA deadline and not yet flagged."""
-        return self.filter(status=Handoff.Status.PENDING, sla_due_at__lt=now)
-
-    def visible_to(self, user) -> "HandoffQuerySet":
-        """Handoffs a user may see: all for managers, their own for reps."""
-        if can_see_all(user):
-            return self
-        return self.filter(assignee=user)
-
-
-class Handoff(models.Model):
-    """A qualified lead passed from marketing to a rep, with an SLA to act."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        BREACHED = "breached", "Breached, escalated"
-        ACCEPTED = "accepted", "Accepted"
-        REJECTED = "rejected", "Rejected"
-
-    OPEN_STATUSES = (Status.PENDING, Status.BREACHED)
-
+    audience = models.CharField(max_length=100, db_index=True)
     contact = models.ForeignKey(
-        Contact, on_delete=models.CASCADE, related_name="handoffs"
+        Contact, on_delete=models.CASCADE, related_name="audiences"
     )
-    assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="handoffs",
+    touch = models.ForeignKey(
+        Touch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    routing_rule = models.ForeignKey(
-        RoutingRule, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    routing_reason = models.CharField(max_length=255, blank=True)
-    status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.PENDING
-    )
-    context = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(db_index=True)
-    sla_due_at = models.DateTimeField()
-    accepted_at = models.DateTimeField(null=True, blank=True)
-    rejected_at = models.DateTimeField(null=True, blank=True)
-    rejection_reason = models.CharField(max_length=255, blank=True)
-    breached_at = models.DateTimeField(null=True, blank=True)
-    escalated_to = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="escalated_handoffs",
-    )
-
-    objects = HandoffQuerySet.as_manager()
+    added_at = models.DateTimeField()
+    removed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["sla_due_at", "id"]
+        ordering = ["audience", "-added_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["contact"],
-                condition=Q(status__in=["pending", "breached"]),
-                name="nurture_one_open_handoff",
+                fields=["audience", "contact"], name="nurture_audience_member_unique"
             ),
         ]
-        indexes = [models.Index(fields=["status", "sla_due_at"])]
 
     def __str__(self) -> str:
-        return f"Handoff of {self.contact} to {self.assignee}"
+        return f"{self.contact_id} in {self.audience}"
