@@ -1,0 +1,160 @@
+"""Admin for reps' work: tasks and handoffs."""
+
+from django.contrib import admin
+from django.utils import timezone
+
+from crm.admin import (
+    ContactEmailSearchMixin,
+    ContactVisibilityMixin,
+    owner_filter,
+    sees_all,
+)
+
+from ..models import (
+    Handoff,
+    Task,
+)
+from ..services.handoffs import RejectReason, accept_handoff, reject_handoff
+from ..services.tasks import complete_task
+from .common import apply_to_each, time_left
+
+# Refusals a service may raise; each becomes a message, not a server error.
+
+
+class VisibleToMixin(ContactVisibilityMixin):
+    """Limit records to the model queryset's own visible_to(user)."""
+
+    def get_queryset(self, request):
+        queryset = super(ContactVisibilityMixin, self).get_queryset(request)
+        if sees_all(request):
+            return queryset
+        return queryset.visible_to(request.user)
+
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = "due"
+    parameter_name = "due"
+
+    def lookups(self, request, model_admin):
+        return [("overdue", "Overdue"), ("upcoming", "Not yet due")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "overdue":
+            return queryset.overdue(now)
+        if self.value() == "upcoming":
+            return queryset.open().filter(due_at__gte=now)
+        return queryset
+
+
+@admin.register(Task)
+class TaskAdmin(VisibleToMixin, ContactEmailSearchMixin, admin.ModelAdmin):
+    list_display = (
+        "title",
+        "type",
+        "status",
+        "due_at",
+        "assignee",
+        "contact",
+        "outcome",
+        "completed_at",
+    )
+    list_filter = (
+        "status",
+        OverdueFilter,
+        "type",
+        owner_filter("assignee", "assignee"),
+    )
+    list_select_related = ("assignee", "contact")
+    search_fields = ("^title",)
+    ordering = ("due_at", "id")
+    date_hierarchy = "due_at"
+    raw_id_fields = ("contact", "touch", "handoff", "assignee")
+    readonly_fields = ("created_at", "completed_at")
+    show_full_result_count = False
+    actions = ("mark_done",)
+
+    @admin.action(description="Mark done", permissions=["change"])
+    def mark_done(self, request, queryset):
+        """Complete the selected open tasks."""
+        apply_to_each(
+            self,
+            request,
+            queryset,
+            lambda task, now: complete_task(task, now=now, actor=request.user),
+            "Marked %d tasks done.",
+        )
+
+
+@admin.register(Handoff)
+class HandoffAdmin(VisibleToMixin, ContactEmailSearchMixin, admin.ModelAdmin):
+    list_display = (
+        "contact",
+        "assignee",
+        "status",
+        "sla",
+        "created_at",
+        "sla_due_at",
+        "routing_rule",
+        "rejection_reason",
+    )
+    list_filter = ("status", owner_filter("assignee", "assignee"), "created_at")
+    list_select_related = ("contact", "assignee", "routing_rule")
+    search_fields = ("contact__external_id__exact",)
+    search_help_text = "A contact's whole email address or external id."
+    ordering = ("sla_due_at", "id")
+    raw_id_fields = ("contact", "assignee", "escalated_to", "routing_rule")
+    # A decision is made with the actions, which record it and move the stage.
+    readonly_fields = (
+        "status",
+        "created_at",
+        "accepted_at",
+        "rejected_at",
+        "rejection_reason",
+        "breached_at",
+        "escalated_to",
+        "context",
+    )
+    show_full_result_count = False
+    actions = ("accept", "reject_not_now", "reject_bad_fit")
+
+    @admin.display(description="SLA")
+    def sla(self, handoff):
+        if handoff.status not in Handoff.OPEN_STATUSES:
+            return "-"
+        return time_left(handoff.sla_due_at, timezone.now())
+
+    @admin.action(description="Accept", permissions=["change"])
+    def accept(self, request, queryset):
+        """Accept the selected handoffs: their contacts become SQL."""
+        apply_to_each(
+            self,
+            request,
+            queryset.select_related("contact", "assignee"),
+            lambda handoff, now: accept_handoff(handoff, now=now, actor=request.user),
+            "Accepted %d handoffs.",
+        )
+
+    @admin.action(description="Reject — not now", permissions=["change"])
+    def reject_not_now(self, request, queryset):
+        """Reject the selected handoffs and recycle their contacts."""
+        self._reject(request, queryset, RejectReason.NOT_NOW)
+
+    @admin.action(description="Reject — bad fit", permissions=["change"])
+    def reject_bad_fit(self, request, queryset):
+        """Reject the selected handoffs and disqualify their contacts."""
+        self._reject(request, queryset, RejectReason.BAD_FIT)
+
+    def _reject(self, request, queryset, reason):
+        apply_to_each(
+            self,
+            request,
+            queryset.select_related("contact", "assignee"),
+            lambda handoff, now: reject_handoff(
+                handoff, reason=reason, now=now, actor=request.user
+            ),
+            "Rejected %d handoffs.",
+        )
+
+
+# Scoring and routing -------------------------------------------------------
