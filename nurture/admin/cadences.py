@@ -21,8 +21,6 @@ from ..services.enrollment import (
 )
 from .common import apply_to_each
 
-# Refusals a service may raise; each becomes a message, not a server error.
-
 
 class StepInline(admin.StackedInline):
     model = Step

@@ -25,8 +25,6 @@ from ..services.enrollment import (
 from ..services.errors import NurtureError
 from .common import BULK_ENROLL_FROM
 
-# Refusals a service may raise; each becomes a message, not a server error.
-
 
 class EnrollForm(forms.Form):
     cadence = forms.ModelChoiceField(

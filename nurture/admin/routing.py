@@ -11,8 +11,6 @@ from ..models import (
     RoutingRule,
 )
 
-# Refusals a service may raise; each becomes a message, not a server error.
-
 
 @admin.register(RoutingRule)
 class RoutingRuleAdmin(admin.ModelAdmin):

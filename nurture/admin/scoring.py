@@ -11,8 +11,6 @@ from ..models import (
     ScoringRule,
 )
 
-# Refusals a service may raise; each becomes a message, not a server error.
-
 
 class ScoringRuleInline(admin.TabularInline):
     model = ScoringRule

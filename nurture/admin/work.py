@@ -18,8 +18,6 @@ from ..services.handoffs import RejectReason, accept_handoff, reject_handoff
 from ..services.tasks import complete_task
 from .common import apply_to_each, time_left
 
-# Refusals a service may raise; each becomes a message, not a server error.
-
 
 class VisibleToMixin(ContactVisibilityMixin):
     """Limit records to the model queryset's own visible_to(user)."""
