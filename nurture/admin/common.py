@@ -10,8 +10,6 @@ from crm.services import StageTransitionError
 from ..services.errors import NurtureError
 
 # Refusals a service may raise; each becomes a message, not a server error.
-
-
 REFUSALS = (NurtureError, StageTransitionError)
 
 # Above this many contacts the enroll action enrolls in bulk and reports
