@@ -107,7 +107,7 @@ def test_reps_at_capacity_are_skipped_and_named():
     decision = route_contact(ContactFactory(), now=NOW)
 
     assert decision.rep == other
-    assert f"skipped {full} (at capacity)" in decision.reason
+    assert f"skipped {full} (at capacity 1/1)" in decision.reason
 
 
 def test_full_region_falls_through_to_next_rule():
