@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 
+from .validators import validate_time_zone
+
 
 class Rep(models.Model):
     """A sales rep or manager: the profile behind a login that owns leads."""
@@ -20,7 +22,9 @@ class Rep(models.Model):
         related_name="reports",
     )
     region = models.CharField(max_length=64, blank=True, db_index=True)
-    time_zone = models.CharField(max_length=64, default="UTC")
+    time_zone = models.CharField(
+        max_length=64, default="UTC", validators=[validate_time_zone]
+    )
     workday_start = models.TimeField(default="09:00")
     workday_end = models.TimeField(default="17:00")
     capacity = models.PositiveIntegerField(
@@ -78,7 +82,9 @@ class Account(models.Model):
     )
     technographics = models.JSONField(default=list, blank=True)
     tier = models.CharField(max_length=8, choices=Tier.choices, blank=True, default="")
-    time_zone = models.CharField(max_length=64, blank=True)
+    time_zone = models.CharField(
+        max_length=64, blank=True, validators=[validate_time_zone]
+    )
     fit_score = models.IntegerField(default=0)
     intent_score = models.FloatField(default=0)
     intent_scored_at = models.DateTimeField(null=True, blank=True)
@@ -165,7 +171,9 @@ class Contact(models.Model):
     linkedin_url = models.URLField(blank=True)
     city = models.CharField(max_length=100, blank=True)
     country = models.CharField(max_length=100, blank=True, db_index=True)
-    time_zone = models.CharField(max_length=64, blank=True)
+    time_zone = models.CharField(
+        max_length=64, blank=True, validators=[validate_time_zone]
+    )
     account = models.ForeignKey(
         Account,
         null=True,
@@ -240,7 +248,13 @@ class Contact(models.Model):
 
     def __str__(self) -> str:
         name = f"{self.first_name} {self.last_name}".strip()
-        return name or self.email or self.external_id or f"Contact {self.pk}"
+        if name or self.email:
+            return name or self.email
+        # Imported leads often carry only the source system's number.
+        lead_number = (self.attributes or {}).get("lead_number")
+        if lead_number:
+            return f"Lead #{lead_number}"
+        return self.external_id or f"Contact {self.pk}"
 
     def save(self, *args, **kwargs):
         self.email = normalise_email(self.email)
@@ -292,7 +306,8 @@ class EngagementEvent(models.Model):
         max_length=200,
         blank=True,
         default="",
-        help_text="The sender's id for this event; a repeat is ignored.",
+        help_text="The sender's id for this event, unique per source; a repeat "
+        "is ignored.",
     )
     scored_at = models.DateTimeField(null=True, blank=True)
 
@@ -301,10 +316,13 @@ class EngagementEvent(models.Model):
     class Meta:
         ordering = ["-occurred_at", "-id"]
         constraints = [
+            # Each sender numbers its own events: the same id from two
+            # sources names two different events.
             models.UniqueConstraint(
+                "source",
                 "external_id",
                 condition=~Q(external_id=""),
-                name="crm_event_external_id_unique",
+                name="crm_event_source_external_id_unique",
             ),
         ]
         indexes = [

@@ -144,7 +144,7 @@ def test_a_bulk_post_keeps_good_items_and_reports_bad_ones(api):
 def test_reposting_an_external_id_does_not_duplicate(api):
     """A resent event is reported as a duplicate and stored only once."""
     contact = ContactFactory()
-    api.post(URL, event(contact, external_id="esp-1"), format="json")
+    first = api.post(URL, event(contact, external_id="esp-1"), format="json")
 
     single = api.post(URL, event(contact, external_id="esp-1"), format="json")
     bulk = api.post(
@@ -154,9 +154,79 @@ def test_reposting_an_external_id_does_not_duplicate(api):
     )
 
     assert single.status_code == 200
-    assert single.json() == {"created": 0, "duplicates": 1, "ids": [], "errors": []}
+    stored_id = first.json()["ids"][0]
+    assert single.json() == {
+        "created": 0,
+        "duplicates": 1,
+        "ids": [stored_id],
+        "errors": [],
+    }
     assert (bulk.json()["created"], bulk.json()["duplicates"]) == (1, 1)
     assert EngagementEvent.objects.count() == 2
+
+
+def test_the_same_external_id_from_two_sources_is_two_events(api):
+    """External ids are the sender's: another source may reuse the number."""
+    contact = ContactFactory()
+    api.post(URL, event(contact, source="website", external_id="100"), format="json")
+
+    response = api.post(
+        URL,
+        event(contact, type="unsubscribe", source="esp", external_id="100"),
+        format="json",
+    )
+
+    assert response.status_code == 201
+    contact.refresh_from_db()
+    assert contact.unsubscribed_at is not None
+    assert EngagementEvent.objects.filter(external_id="100").count() == 2
+
+
+def test_an_external_id_reused_for_another_contact_is_an_error(api):
+    """A key that names someone else's event is refused, never a silent drop."""
+    ann, bob = ContactFactory(), ContactFactory()
+    api.post(URL, event(ann, source="esp", external_id="7"), format="json")
+
+    single = api.post(
+        URL,
+        event(bob, type="unsubscribe", source="esp", external_id="7"),
+        format="json",
+    )
+    bulk = api.post(
+        URL,
+        [
+            event(bob, source="esp", external_id="8"),
+            event(bob, type="unsubscribe", source="esp", external_id="7"),
+        ],
+        format="json",
+    )
+
+    assert single.status_code == 400
+    assert "external_id" in single.json()
+    body = bulk.json()
+    assert body["created"] == 1
+    assert [e["index"] for e in body["errors"]] == [1]
+    assert body["errors"][0]["field"] == "external_id"
+    assert body["ids"][1] is None and body["ids"][0] is not None
+
+
+def test_bulk_ids_follow_the_order_items_were_sent(api):
+    """Each item's id sits at its own index, with null for a failed item."""
+    contact = ContactFactory()
+    items = [event(contact, external_id=f"k{n}") for n in range(5)]
+    items.insert(2, event(contact, type="no-such-type"))
+
+    body = api.post(URL, items, format="json").json()
+
+    stored = dict(EngagementEvent.objects.values_list("external_id", "pk"))
+    assert body["ids"] == [
+        stored["k0"],
+        stored["k1"],
+        None,
+        stored["k2"],
+        stored["k3"],
+        stored["k4"],
+    ]
 
 
 def test_an_unsubscribe_event_suppresses_and_exits(api):

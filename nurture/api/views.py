@@ -86,8 +86,10 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             raise ValidationError({errors[0]["field"]: [errors[0]["error"]]})
 
         result = ingest_events(rows, now=timezone.now())
+        if result.rejected:
+            raise ValidationError({"external_id": [result.rejected[0][1]]})
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-        return Response(_summary(result, []), status=code)
+        return Response(_summary(result, [0], [], size=1), status=code)
 
     def _create_many(self, items):
         if len(items) > MAX_EVENTS_PER_REQUEST:
@@ -108,10 +110,15 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             else:
                 errors.extend(_item_errors(index, serializer.errors))
         rows, unknown = self._rows(valid)
-        errors = sorted(errors + unknown, key=lambda error: error["index"])
-
+        row_index = [index for index, _ in valid if index not in _indexes(unknown)]
         result = ingest_events(rows, now=timezone.now())
-        return Response(_summary(result, errors), status=status.HTTP_200_OK)
+        rejected = [
+            {"index": row_index[position], "field": "external_id", "error": reason}
+            for position, reason in result.rejected
+        ]
+        errors = sorted(errors + unknown + rejected, key=lambda error: error["index"])
+        summary = _summary(result, row_index, errors, size=len(items))
+        return Response(summary, status=status.HTTP_200_OK)
 
     def _rows(self, valid):
         """Resolve the contacts of validated items with one query.
@@ -169,11 +176,19 @@ def _item_errors(index: int, errors: dict) -> list[dict]:
     ]
 
 
-def _summary(result, errors: list[dict]) -> dict:
+def _indexes(errors: list[dict]) -> set[int]:
+    return {error["index"] for error in errors}
+
+
+def _summary(result, row_index: list[int], errors: list[dict], *, size: int) -> dict:
+    """Answer with one id per item sent, in order; null where it failed."""
+    ids = [None] * size
+    for position, event_id in enumerate(result.ids):
+        ids[row_index[position]] = event_id
     return {
         "created": len(result.created),
         "duplicates": result.duplicates,
-        "ids": [event.pk for event in result.created],
+        "ids": ids,
         "errors": errors,
     }
 

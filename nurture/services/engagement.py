@@ -16,6 +16,7 @@ from crm.models import Contact, EngagementEvent
 from nurture.models import Cadence, Enrollment
 
 from .enrollment import exit_enrollments
+from .out_of_office import is_out_of_office, pause_for_out_of_office
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,18 @@ BULK_BATCH_SIZE = 1000
 
 @dataclass
 class IngestResult:
-    """What one call to ingest_events stored and what it skipped."""
+    """What one call to ingest_events stored and what it skipped.
+
+    ``ids`` follows the input order: the stored event's id for each row
+    (also for a duplicate, the event it repeats), or None for a rejected
+    row. ``rejected`` lists (row index, reason) for rows whose external id
+    names an event of another contact or type from the same source.
+    """
 
     created: list[EngagementEvent] = field(default_factory=list)
     duplicates: int = 0
+    ids: list[int | None] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
 def ingest_events(rows: Iterable[Mapping], *, now: dt.datetime) -> IngestResult:
@@ -39,19 +48,33 @@ def ingest_events(rows: Iterable[Mapping], *, now: dt.datetime) -> IngestResult:
 
     Each row holds ``contact`` (a Contact or its id), ``type``,
     ``occurred_at`` and optionally ``source``, ``properties`` and
-    ``external_id``. A row whose external id is already stored, or repeats
-    an earlier row of the same call, counts as a duplicate.
+    ``external_id``. External ids are unique per source. A row whose
+    (source, external id) is already stored for the same contact and type,
+    or repeats an earlier row of the same call, counts as a duplicate; one
+    that names another contact's or another type's event is rejected.
     """
-    events, duplicates = _new_events(rows)
-    if not events:
-        return IngestResult(duplicates=duplicates)
+    events = [_build(row) for row in rows]
+    result = IngestResult(ids=[None] * len(events))
+    new = _sort_out(events, result)
+    if new:
+        with transaction.atomic():
+            result.created = _store(new)
+            _apply_effects(result.created, now=now)
 
-    with transaction.atomic():
-        created = _store(events)
-        _apply_effects(created, now=now)
-
-    logger.info("Ingested %d events, %d duplicates", len(created), duplicates)
-    return IngestResult(created=created, duplicates=duplicates)
+    # Report ids in input order; in-call repeats point at the stored event.
+    stored = {_key(event): event.pk for event in result.created if event.external_id}
+    rejected = {index for index, _ in result.rejected}
+    for index, event in enumerate(events):
+        if index in rejected or result.ids[index] is not None:
+            continue
+        result.ids[index] = event.pk if event.pk else stored.get(_key(event))
+    logger.info(
+        "Ingested %d events, %d duplicates, %d rejected",
+        len(result.created),
+        result.duplicates,
+        len(result.rejected),
+    )
+    return result
 
 
 def is_hard_bounce(event: EngagementEvent) -> bool:
@@ -67,24 +90,57 @@ def is_complaint(event: EngagementEvent) -> bool:
     return bool((event.properties or {}).get("complaint"))
 
 
-def _new_events(rows: Iterable[Mapping]) -> tuple[list[EngagementEvent], int]:
-    events = [_build(row) for row in rows]
-    keys = {event.external_id for event in events if event.external_id}
-    stored = set(
-        EngagementEvent.objects.filter(external_id__in=keys).values_list(
-            "external_id", flat=True
-        )
-    )
+def _key(event: EngagementEvent) -> tuple[str, str]:
+    return (event.source, event.external_id)
 
-    # Keep the first row for each external id that is not stored yet.
-    new, seen, duplicates = [], set(stored), 0
-    for event in events:
-        if event.external_id and event.external_id in seen:
-            duplicates += 1
+
+def _sort_out(events: list[EngagementEvent], result: IngestResult):
+    """Return the events to store; record duplicates and rejections."""
+    keys = {_key(event) for event in events if event.external_id}
+    stored = {}
+    if keys:
+        matches = EngagementEvent.objects.filter(
+            source__in={source for source, _ in keys},
+            external_id__in={external_id for _, external_id in keys},
+        ).values_list("source", "external_id", "pk", "contact_id", "type")
+        stored = {
+            (source, external_id): (pk, contact_id, type_)
+            for source, external_id, pk, contact_id, type_ in matches
+            if (source, external_id) in keys
+        }
+
+    # Keep the first row for each key that is not stored yet.
+    new, first = [], {}
+    for index, event in enumerate(events):
+        if not event.external_id:
+            new.append(event)
             continue
-        seen.add(event.external_id)
-        new.append(event)
-    return new, duplicates
+        key = _key(event)
+        if key in stored:
+            pk, contact_id, type_ = stored[key]
+            if (contact_id, type_) != (event.contact_id, event.type):
+                result.rejected.append((index, _conflict(key)))
+                continue
+            result.duplicates += 1
+            result.ids[index] = pk
+        elif key in first:
+            earlier = events[first[key]]
+            if (earlier.contact_id, earlier.type) != (event.contact_id, event.type):
+                result.rejected.append((index, _conflict(key)))
+                continue
+            result.duplicates += 1
+        else:
+            first[key] = index
+            new.append(event)
+    return new
+
+
+def _conflict(key: tuple[str, str]) -> str:
+    source, external_id = key
+    return (
+        f"external id {external_id!r} from source {source!r} already names an "
+        "event of another contact or type"
+    )
 
 
 def _build(row: Mapping) -> EngagementEvent:
@@ -107,14 +163,21 @@ def _store(events: list[EngagementEvent]) -> list[EngagementEvent]:
     if not keyed:
         return created
 
-    # Another request may store the same external id between our check and
-    # this insert; ignoring the conflict keeps that event stored only once.
+    # Another request may store the same key between our check and this
+    # insert; ignoring the conflict keeps that event stored only once.
     # Ignored rows come back without ids, so read the keyed rows back.
     EngagementEvent.objects.bulk_create(
         keyed, batch_size=BULK_BATCH_SIZE, ignore_conflicts=True
     )
-    keys = [event.external_id for event in keyed]
-    created.extend(EngagementEvent.objects.filter(external_id__in=keys))
+    keys = {_key(event) for event in keyed}
+    created.extend(
+        event
+        for event in EngagementEvent.objects.filter(
+            source__in={source for source, _ in keys},
+            external_id__in={external_id for _, external_id in keys},
+        )
+        if _key(event) in keys
+    )
     return created
 
 
@@ -122,7 +185,13 @@ def _apply_effects(events: list[EngagementEvent], *, now: dt.datetime) -> None:
     unsubscribed = {e.contact_id for e in events if e.type == E.UNSUBSCRIBE}
     bounced = {e.contact_id for e in events if is_hard_bounce(e)}
     complained = {e.contact_id for e in events if is_complaint(e)}
-    replied = {e.contact_id for e in events if e.type == E.EMAIL_REPLY}
+    # An out-of-office auto-reply pauses; it is not a reply (nor an opt-out).
+    away = [e for e in events if is_out_of_office(e)]
+    replied = {
+        e.contact_id
+        for e in events
+        if e.type == E.EMAIL_REPLY and not is_out_of_office(e)
+    }
     met = {e.contact_id for e in events if e.type == E.MEETING_BOOKED}
 
     # Suppression first: the flags are what the dispatcher checks.
@@ -136,14 +205,16 @@ def _apply_effects(events: list[EngagementEvent], *, now: dt.datetime) -> None:
             hard_bounced_at=now, updated_at=now
         )
     if complained:
-        contacts.filter(pk__in=complained, do_not_email=False).update(
-            do_not_email=True, updated_at=now
+        contacts.filter(pk__in=complained, complained_at__isnull=True).update(
+            complained_at=now, do_not_email=True, updated_at=now
         )
 
     # A contact who can no longer be mailed leaves every cadence; a reply or
     # a meeting ends only the cadences that ask for it.
-    if unsubscribed | complained:
-        exit_enrollments(unsubscribed | complained, Reason.UNSUBSCRIBED, now=now)
+    if complained:
+        exit_enrollments(complained, Reason.COMPLAINED, now=now)
+    if unsubscribed:
+        exit_enrollments(unsubscribed, Reason.UNSUBSCRIBED, now=now)
     if bounced:
         exit_enrollments(bounced, Reason.BOUNCED, now=now)
     if replied:
@@ -160,6 +231,8 @@ def _apply_effects(events: list[EngagementEvent], *, now: dt.datetime) -> None:
             now=now,
             cadence_ids=_cadence_ids(exit_on_meeting=True),
         )
+    if away:
+        pause_for_out_of_office(away, now=now)
 
 
 def _cadence_ids(**flags) -> list[int]:
