@@ -4,6 +4,8 @@ import django_filters as filters
 
 from crm.models import Account, Contact, LifecycleStage
 
+from .fields import IdFilter
+
 
 class ContactFilter(filters.FilterSet):
     """Contacts by stage, owner, source, country, scores and recency.
@@ -13,8 +15,8 @@ class ContactFilter(filters.FilterSet):
     """
 
     lifecycle_stage = filters.MultipleChoiceFilter(choices=LifecycleStage.choices)
-    owner = filters.NumberFilter(field_name="owner_id")
-    account = filters.NumberFilter(field_name="account_id")
+    owner = IdFilter(field_name="owner_id")
+    account = IdFilter(field_name="account_id")
     total_score = filters.RangeFilter()
     fit_score = filters.RangeFilter()
     intent_score = filters.RangeFilter()
@@ -35,7 +37,7 @@ class ContactFilter(filters.FilterSet):
 
 class AccountFilter(filters.FilterSet):
     tier = filters.MultipleChoiceFilter(choices=Account.Tier.choices)
-    owner = filters.NumberFilter(field_name="owner_id")
+    owner = IdFilter(field_name="owner_id")
 
     class Meta:
         model = Account

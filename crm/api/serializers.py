@@ -1,5 +1,7 @@
 """Shapes of contacts and accounts as the API reads and writes them."""
 
+import re
+
 from rest_framework import serializers
 
 from crm.models import (
@@ -9,6 +11,13 @@ from crm.models import (
     can_see_all,
     normalise_domain,
     normalise_email,
+)
+
+from .fields import BoundedPrimaryKeyRelatedField, JSONListField, JSONObjectField
+
+# A host name: dot-separated labels of letters, digits and inner hyphens.
+DOMAIN_PATTERN = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}"
 )
 
 SCORE_FIELDS = [
@@ -38,6 +47,11 @@ class ContactSerializer(serializers.ModelSerializer):
     owner_name = serializers.CharField(
         source="owner.get_username", read_only=True, default=""
     )
+    attributes = JSONObjectField(required=False)
+    serializer_related_field = BoundedPrimaryKeyRelatedField
+
+    # At least one of these must say who the contact is.
+    IDENTITY_FIELDS = ("email", "external_id", "first_name", "last_name", "phone")
 
     class Meta:
         model = Contact
@@ -100,6 +114,20 @@ class ContactSerializer(serializers.ModelSerializer):
             )
         return value
 
+    def validate(self, attrs):
+        if self.instance is None and not any(
+            attrs.get(name) for name in self.IDENTITY_FIELDS
+        ):
+            raise serializers.ValidationError(
+                {
+                    "email": [
+                        "Say who the contact is: give an email, an external id, "
+                        "a name or a phone."
+                    ]
+                }
+            )
+        return attrs
+
     def _taken(self, **lookup) -> bool:
         others = Contact.objects.filter(**lookup)
         if self.instance is not None:
@@ -109,6 +137,12 @@ class ContactSerializer(serializers.ModelSerializer):
 
 class AccountSerializer(serializers.ModelSerializer):
     """A company; its domain is stored as a bare host name."""
+
+    technographics = JSONListField(required=False)
+    year_established = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1600, max_value=2100
+    )
+    serializer_related_field = BoundedPrimaryKeyRelatedField
 
     class Meta:
         model = Account
@@ -138,6 +172,10 @@ class AccountSerializer(serializers.ModelSerializer):
 
     def validate_domain(self, value: str) -> str:
         value = normalise_domain(value)
+        if value and not DOMAIN_PATTERN.fullmatch(value):
+            raise serializers.ValidationError(
+                "Enter a domain name such as example.com."
+            )
         if value and self._taken(domain=value):
             raise serializers.ValidationError("An account with this domain exists.")
         return value

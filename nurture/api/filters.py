@@ -2,6 +2,7 @@
 
 import django_filters as filters
 
+from crm.api.fields import IdFilter
 from crm.models import EngagementEvent
 from nurture.models import Enrollment, Handoff
 
@@ -16,7 +17,7 @@ class EventFilter(filters.FilterSet):
     occurred_before = filters.IsoDateTimeFilter(
         field_name="occurred_at", lookup_expr="lt"
     )
-    contact = filters.NumberFilter(field_name="contact_id")
+    contact = IdFilter(field_name="contact_id")
 
     class Meta:
         model = EngagementEvent
@@ -25,8 +26,8 @@ class EventFilter(filters.FilterSet):
 
 class EnrollmentFilter(filters.FilterSet):
     state = filters.MultipleChoiceFilter(choices=Enrollment.State.choices)
-    cadence = filters.NumberFilter(field_name="cadence_id")
-    contact = filters.NumberFilter(field_name="contact_id")
+    cadence = IdFilter(field_name="cadence_id")
+    contact = IdFilter(field_name="contact_id")
 
     class Meta:
         model = Enrollment
@@ -35,7 +36,7 @@ class EnrollmentFilter(filters.FilterSet):
 
 class HandoffFilter(filters.FilterSet):
     status = filters.MultipleChoiceFilter(choices=Handoff.Status.choices)
-    assignee = filters.NumberFilter(field_name="assignee_id")
+    assignee = IdFilter(field_name="assignee_id")
 
     class Meta:
         model = Handoff

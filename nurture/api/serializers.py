@@ -1,8 +1,15 @@
 """Shapes of engagement events, cadences, enrollments and handoffs."""
 
+import datetime as dt
+
 from django.utils import timezone
 from rest_framework import serializers
 
+from crm.api.fields import (
+    MAX_ID,
+    BoundedPrimaryKeyRelatedField,
+    JSONObjectField,
+)
 from crm.models import Contact, EngagementEvent
 from nurture.models import Cadence, Enrollment, Handoff
 from nurture.services.handoffs import RejectReason
@@ -31,7 +38,7 @@ class EventInSerializer(serializers.Serializer):
     the whole request at once.
     """
 
-    contact = serializers.IntegerField(required=False, min_value=1)
+    contact = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     contact_email = serializers.EmailField(required=False)
     contact_external_id = serializers.CharField(required=False, max_length=100)
     type = serializers.ChoiceField(choices=EngagementEvent.Type.choices)
@@ -39,12 +46,20 @@ class EventInSerializer(serializers.Serializer):
     source = serializers.CharField(
         required=False, allow_blank=True, max_length=64, default=""
     )
-    properties = serializers.DictField(required=False, default=dict)
+    properties = JSONObjectField(required=False, default=dict)
     external_id = serializers.CharField(
         required=False, allow_blank=True, max_length=200, default=""
     )
 
     CONTACT_KEYS = ("contact", "contact_email", "contact_external_id")
+
+    # Clocks drift, but an event a day ahead of ours is a sender's bug.
+    FUTURE_TOLERANCE = dt.timedelta(days=1)
+
+    def validate_occurred_at(self, value):
+        if value > timezone.now() + self.FUTURE_TOLERANCE:
+            raise serializers.ValidationError("The event cannot be in the future.")
+        return value
 
     def validate(self, attrs):
         given = [key for key in self.CONTACT_KEYS if attrs.get(key) not in (None, "")]
@@ -102,7 +117,7 @@ class CadenceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class VisibleContactField(serializers.PrimaryKeyRelatedField):
+class VisibleContactField(BoundedPrimaryKeyRelatedField):
     """A contact id the requesting user is allowed to see."""
 
     def get_queryset(self):
@@ -113,7 +128,7 @@ class EnrollmentSerializer(serializers.ModelSerializer):
     """An enrollment; only contact and cadence are given, to enroll."""
 
     contact = VisibleContactField()
-    cadence = serializers.PrimaryKeyRelatedField(queryset=Cadence.objects.all())
+    cadence = BoundedPrimaryKeyRelatedField(queryset=Cadence.objects.all())
     cadence_name = serializers.CharField(source="cadence.name", read_only=True)
 
     class Meta:
