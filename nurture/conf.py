@@ -9,6 +9,19 @@ DEFAULTS = {
     "NURTURE_CLAIM_SECONDS": 300,
     # How many events one rescoring task folds into scores at once.
     "NURTURE_RESCORE_BATCH_SIZE": 2000,
+    # Events that qualify a lead directly, whatever its score: an event type,
+    # or a type with one property test ("form_submit:form=pricing").
+    "NURTURE_HAND_RAISE_EVENTS": ["demo_request", "form_submit:form=pricing"],
+    # How many contacts one rescore-job batch recomputes from scratch.
+    "NURTURE_RESCORE_JOB_BATCH_SIZE": 500,
+    # Stored intent older than this is rewritten decayed by the decay task.
+    "NURTURE_DECAY_PERSIST_HOURS": 24,
+    # An account's intent sums this many of its contacts' highest intents.
+    "NURTURE_ACCOUNT_TOP_CONTACTS": 5,
+    # A lead rejected as "not now" restarts nurture after this many days.
+    "NURTURE_RECYCLE_AFTER_DAYS": 30,
+    # An open opportunity without activity for this many days is stale.
+    "NURTURE_STALE_OPPORTUNITY_DAYS": 30,
     # Hours a rep has to accept or reject a handoff.
     "NURTURE_HANDOFF_SLA_HOURS": 4,
     # Time zone for contacts whose own zone is unknown.

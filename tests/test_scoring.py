@@ -235,25 +235,30 @@ def test_explanation_keeps_only_the_last_twenty_intent_hits():
 
 @pytest.mark.parametrize("contacts", [2, 40])
 def test_rescoring_query_count_is_constant(contacts, django_assert_num_queries):
-    """A batch costs the same queries whether it holds 2 or 40 contacts."""
+    """A batch costs the same queries for 2 or 40 contacts under two models."""
     model = ScoringModelFactory(mql_threshold=10_000)
-    ScoringRuleFactory(
-        model=model,
-        name="Indian",
-        field="country",
-        operator=Op.EQUALS,
-        value="india",
-        points=5,
+    product = ScoringModelFactory(
+        name="Product B", is_default=False, mql_threshold=10_000
     )
-    ScoringRuleFactory(
-        model=model, kind=Intent, name="View", event_type="page_view", points=1
-    )
-    for contact in ContactFactory.create_batch(contacts):
+    for scoring_model in (model, product):
+        ScoringRuleFactory(
+            model=scoring_model,
+            field="country",
+            operator=Op.EQUALS,
+            value="india",
+            points=5,
+        )
+        ScoringRuleFactory(
+            model=scoring_model, kind=Intent, event_type="page_view", points=1
+        )
+    for contact in ContactFactory.create_batch(contacts, account=AccountFactory()):
         EngagementEventFactory.create_batch(3, contact=contact, occurred_at=NOW)
 
-    # model, rules, events, contacts, bulk update, mark events, plus the
-    # savepoint pair around the batch; nobody qualifies
-    with django_assert_num_queries(8):
+    # models, rules, events, contacts, their scores, one upsert of scores,
+    # the default model's mirror, accounts, their contacts' intent, one
+    # account update, marking the events, plus the savepoint pair around the
+    # batch; nobody qualifies
+    with django_assert_num_queries(13):
         assert rescore_new_events(now=NOW) == contacts * 3
 
 

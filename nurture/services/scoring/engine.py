@@ -1,31 +1,40 @@
-"""Fit and intent scores, and the MQL qualification they lead to.
+"""Fold events into every active model's scores and qualify the leads they lift.
 
-Intent is stored as of ``intent_scored_at`` and decays exponentially with
-the scoring model's half-life; new events add their points on top, so a
-score never needs the contact's event history recomputed.
+Each active scoring model keeps one ContactScore per contact: fit from the
+profile, intent as of ``intent_scored_at`` (decaying with the model's
+half-life), the explanation and the points each capped rule has counted.
+New events add their points on top of the decayed stored intent, so a score
+never needs the contact's history again. The default model's numbers are
+mirrored onto the contact, which is what lists, routing and handoffs read.
+
+Qualification fires on a crossing: a contact becomes an MQL when a batch
+lifts its score from below a model's MQL threshold to at or above it, while
+it is armed (``mql_at`` empty) and still a subscriber, lead or recycled
+lead. Recycling clears ``mql_at`` and ``sql_at`` (the StageChange rows keep
+the history), which re-arms the thresholds for the next crossing. A
+hand-raise event (NURTURE_HAND_RAISE_EVENTS) qualifies an armed lead
+whatever its score.
 """
 
 import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Prefetch
+from django.db.models import OuterRef, Prefetch, Subquery
 
 from crm.models import Contact, EngagementEvent, LifecycleStage
 from crm.services import change_stage
 from nurture import conf
-from nurture.models import ScoringModel, ScoringRule
+from nurture.models import ContactScore, ScoringModel, ScoringRule
 
-from .fields import as_text, contact_field_value
+from .rules import capped_points, decayed, event_matches, fit_hits, is_hand_raise
 
 logger = logging.getLogger(__name__)
 
-Op = ScoringRule.Operator
-
-# How many intent hits a contact's explanation keeps, newest last.
+# How many intent hits an explanation keeps, newest last.
 EXPLAINED_INTENT_HITS = 20
 
 # Stages from which a first crossing of the threshold makes a lead an MQL.
@@ -40,41 +49,89 @@ SCORE_FIELDS = [
     "intent_score",
     "intent_scored_at",
     "total_score",
-    "score_explanation",
+    "explanation",
+    "rule_points",
     "updated_at",
 ]
 
+# ContactScore field -> the Contact field the default model mirrors it to.
+MIRRORED = {
+    "fit_score": "fit_score",
+    "intent_score": "intent_score",
+    "intent_scored_at": "intent_scored_at",
+    "total_score": "total_score",
+    "explanation": "score_explanation",
+}
 
-def current_intent(contact: Contact, *, now: dt.datetime) -> float:
-    """Return the contact's intent decayed from when it was stored to now."""
-    model = ScoringModel.objects.filter(is_default=True).first()
-    half_life = model.intent_half_life_days if model else 30.0
-    return decayed(contact.intent_score, contact.intent_scored_at, now, half_life)
+EVENT_FIELDS = ("id", "contact_id", "type", "occurred_at", "properties")
 
 
-def decayed(
-    value: float, since: dt.datetime | None, now: dt.datetime, half_life: float
+@dataclass
+class Crossings:
+    """Contacts a scoring batch lifted over a threshold, per model."""
+
+    mql: dict[int, ScoringModel] = field(default_factory=dict)
+    sql: dict[int, ScoringModel] = field(default_factory=dict)
+    hand_raised: set[int] = field(default_factory=set)
+
+
+def current_intent(
+    subject: Contact | ContactScore,
+    *,
+    now: dt.datetime,
+    half_life: float | None = None,
 ) -> float:
-    """Return ``value`` halved once per ``half_life`` days between then and now."""
-    if not value or since is None or half_life <= 0 or now <= since:
-        return value
-    elapsed_days = (now - since).total_seconds() / 86400
-    return value * 0.5 ** (elapsed_days / half_life)
+    """Return stored intent decayed from when it was stored to now.
+
+    ``subject`` is a contact (the default model's mirror) or one ContactScore.
+    Pass ``half_life`` when scoring many rows to save the model lookup.
+    """
+    if half_life is None:
+        if isinstance(subject, ContactScore):
+            half_life = subject.model.intent_half_life_days
+        else:
+            model = ScoringModel.objects.filter(is_default=True).first()
+            half_life = model.intent_half_life_days if model else 30.0
+    return decayed(subject.intent_score, subject.intent_scored_at, now, half_life)
+
+
+def active_models(**lookup) -> list[ScoringModel]:
+    """Load the active scoring models with their active rules, default first.
+
+    Two queries. Each model gets ``fit_rules`` and ``intent_rules`` lists.
+    ``lookup`` narrows the models (``pk=...``), active or not.
+    """
+    models = list(
+        ScoringModel.objects.filter(**(lookup or {"is_active": True}))
+        .prefetch_related(
+            Prefetch(
+                "rules",
+                queryset=ScoringRule.objects.filter(is_active=True).order_by("pk"),
+                to_attr="active_rules",
+            )
+        )
+        .order_by("-is_default", "pk")
+    )
+    for model in models:
+        model.fit_rules = [r for r in model.active_rules if r.kind == "fit"]
+        model.intent_rules = [r for r in model.active_rules if r.kind == "intent"]
+    return models
 
 
 def rescore_new_events(*, now: dt.datetime, batch_size: int | None = None) -> int:
-    """Fold a batch of unscored events into their contacts' scores.
+    """Fold a batch of unscored events into every active model's scores.
 
-    Queries per batch are fixed: the model and rules, the events, their
-    contacts, one bulk update of contacts (chunked by the database's
-    parameter limit) and one update marking the events. Contacts that cross
-    the MQL threshold are then qualified, a handful of queries each (rare
+    Queries per batch are fixed whatever its size and however many models
+    are active: the models and rules, the events, their contacts, their
+    scores, one upsert of scores, one update mirroring the default model
+    onto contacts, one marking the events, and three refreshing the touched
+    accounts. Leads the batch qualifies then cost a few queries each (rare
     next to events). Return how many events were scored.
     """
     batch_size = batch_size or conf.get("NURTURE_RESCORE_BATCH_SIZE")
-    model = _default_model()
-    if model is None:
-        logger.warning("No default scoring model: events left unscored")
+    models = active_models()
+    if not models:
+        logger.warning("No active scoring model: events left unscored")
         return 0
 
     with transaction.atomic():
@@ -82,64 +139,216 @@ def rescore_new_events(*, now: dt.datetime, batch_size: int | None = None) -> in
             EngagementEvent.objects.unscored()
             .select_for_update(skip_locked=True)
             .order_by("id")
-            .values("id", "contact_id", "type", "occurred_at", "properties")[
-                :batch_size
-            ]
+            .values(*EVENT_FIELDS)[:batch_size]
         )
         if not events:
             return 0
         by_contact = defaultdict(list)
         for event in events:
             by_contact[event["contact_id"]].append(event)
-        contacts = list(
-            Contact.objects.filter(pk__in=list(by_contact))
-            .select_related("account")
-            .select_for_update(of=("self",))
-            .order_by("pk")
-        )
-
-        for contact in contacts:
-            _apply(model, contact, by_contact[contact.pk], now=now)
-        Contact.objects.bulk_update(contacts, SCORE_FIELDS)
+        contacts = _lock_contacts(by_contact)
+        crossings = _score(models, contacts, by_contact, now=now, full=False)
         EngagementEvent.objects.filter(pk__in=[e["id"] for e in events]).update(
             scored_at=now
         )
 
-    qualify_contacts(
-        [c.pk for c in contacts if c.total_score >= model.mql_threshold],
-        now=now,
-        model=model,
-    )
+    _qualify(crossings, now=now)
     logger.info("Scored %d events for %d contacts", len(events), len(contacts))
     return len(events)
 
 
 def score_contacts(contact_ids: Iterable[int], *, now: dt.datetime) -> int:
-    """Recompute fit and decay intent to now for these contacts.
+    """Recompute fit and decay intent to now for these contacts, every model.
 
-    Use it after a contact's profile or the rules change. Return how many
-    contacts were scored.
+    Use it after a contact's profile changes. Return how many contacts were
+    scored.
     """
-    model = _default_model()
-    if model is None:
+    models = active_models()
+    if not models:
         return 0
     with transaction.atomic():
-        contacts = list(
-            Contact.objects.filter(pk__in=list(contact_ids))
-            .select_related("account")
-            .select_for_update(of=("self",))
-            .order_by("pk")
-        )
-        for contact in contacts:
-            _apply(model, contact, [], now=now)
-        Contact.objects.bulk_update(contacts, SCORE_FIELDS)
-
-    qualify_contacts(
-        [c.pk for c in contacts if c.total_score >= model.mql_threshold],
-        now=now,
-        model=model,
-    )
+        contacts = _lock_contacts(list(contact_ids))
+        crossings = _score(models, contacts, {}, now=now, full=False)
+    _qualify(crossings, now=now)
     return len(contacts)
+
+
+def recompute_contacts(
+    contact_ids: Iterable[int], model: ScoringModel, *, now: dt.datetime
+) -> int:
+    """Score these contacts under one model from scratch, history included.
+
+    Fit comes from the profile, intent from every scored event, decayed and
+    capped as if folded in one by one. ``model`` must come from
+    active_models(). A fixed number of queries; return how many contacts.
+    """
+    with transaction.atomic():
+        contacts = _lock_contacts(list(contact_ids))
+        events = (
+            EngagementEvent.objects.filter(
+                contact_id__in=[c.pk for c in contacts], scored_at__isnull=False
+            )
+            .order_by("occurred_at", "id")
+            .values(*EVENT_FIELDS)
+        )
+        by_contact = defaultdict(list)
+        for event in events:
+            by_contact[event["contact_id"]].append(event)
+        crossings = _score([model], contacts, by_contact, now=now, full=True)
+    _qualify(crossings, now=now)
+    return len(contacts)
+
+
+def _lock_contacts(contact_ids: Iterable[int]) -> list[Contact]:
+    return list(
+        Contact.objects.filter(pk__in=list(contact_ids))
+        .select_related("account")
+        .select_for_update(of=("self",))
+        .order_by("pk")
+    )
+
+
+def _score(
+    models: list[ScoringModel],
+    contacts: list[Contact],
+    by_contact: dict[int, list[dict]],
+    *,
+    now: dt.datetime,
+    full: bool,
+) -> Crossings:
+    """Update the contacts' scores under ``models`` and store them in bulk."""
+    from .upkeep import refresh_account_scores
+
+    ids = [c.pk for c in contacts]
+    stored = {
+        (s.contact_id, s.model_id): s
+        for s in ContactScore.objects.filter(
+            contact_id__in=ids, model__in=[m.pk for m in models]
+        )
+    }
+    hand_raises = conf.get("NURTURE_HAND_RAISE_EVENTS")
+
+    crossings, changed = Crossings(), []
+    for contact in contacts:
+        events = by_contact.get(contact.pk, [])
+        if any(is_hand_raise(e, hand_raises) for e in events):
+            crossings.hand_raised.add(contact.pk)
+        for model in models:
+            score = stored.get((contact.pk, model.pk))
+            before = score.total_score if score else 0
+            if score is None or full:
+                score = _fresh_score(contact, model, seed=not full)
+            fold_events(model, score, contact, events, now=now)
+            changed.append(score)
+            _note_crossing(crossings, model, contact.pk, before, score.total_score)
+
+    # Upsert: one statement stores new and existing scores alike.
+    for score in changed:
+        score.pk = None
+    ContactScore.objects.bulk_create(
+        changed,
+        update_conflicts=True,
+        unique_fields=["contact", "model"],
+        update_fields=SCORE_FIELDS,
+    )
+    default = next((m for m in models if m.is_default), None)
+    if default is not None and ids:
+        _mirror(default, ids, now=now)
+        account_ids = {c.account_id for c in contacts if c.account_id}
+        if account_ids:
+            refresh_account_scores(account_ids, now=now, model=default)
+    return crossings
+
+
+def _fresh_score(contact: Contact, model: ScoringModel, *, seed: bool):
+    """Start a contact's score under a model.
+
+    The default model seeds from what the contact already carries, so scores
+    stored before per-model scoring keep their intent.
+    """
+    score = ContactScore(contact_id=contact.pk, model_id=model.pk, rule_points={})
+    if seed and model.is_default:
+        score.intent_score = contact.intent_score
+        score.intent_scored_at = contact.intent_scored_at
+        score.explanation = contact.score_explanation or []
+    return score
+
+
+def fold_events(
+    model: ScoringModel,
+    score: ContactScore,
+    contact: Contact,
+    events: list[dict],
+    *,
+    now: dt.datetime,
+) -> None:
+    """Set a score in memory from the profile, decayed intent and new events."""
+    half_life = model.intent_half_life_days
+    fit = fit_hits(model.fit_rules, contact, now=now)
+    intent = decayed(score.intent_score, score.intent_scored_at, now, half_life)
+    intent_hits = [h for h in score.explanation or [] if h.get("kind") == "intent"]
+    rule_points = dict(score.rule_points or {})
+    for event in events:
+        for rule in model.intent_rules:
+            if not event_matches(rule, event):
+                continue
+            points = capped_points(rule, rule_points, event["occurred_at"])
+            if not points:
+                continue
+            # An event reported late has already lost part of its weight.
+            intent += decayed(points, event["occurred_at"], now, half_life)
+            intent_hits.append(
+                {
+                    "rule": rule.name,
+                    "kind": "intent",
+                    "points": points,
+                    "at": event["occurred_at"].isoformat(),
+                }
+            )
+
+    score.fit_score = sum(hit["points"] for hit in fit)
+    score.intent_score = intent
+    score.intent_scored_at = now
+    score.total_score = score.fit_score + round(intent)
+    score.explanation = fit + intent_hits[-EXPLAINED_INTENT_HITS:]
+    score.rule_points = rule_points
+    score.updated_at = now
+
+
+def _note_crossing(crossings, model, contact_id, before, after) -> None:
+    if before < model.mql_threshold <= after:
+        crossings.mql.setdefault(contact_id, model)
+    threshold = model.sql_threshold
+    if threshold is not None and before < threshold <= after:
+        crossings.sql.setdefault(contact_id, model)
+
+
+def _mirror(model: ScoringModel, contact_ids: list[int], *, now: dt.datetime):
+    """Copy the default model's scores onto the contacts in one update."""
+    scores = ContactScore.objects.filter(contact_id=OuterRef("pk"), model=model)
+    Contact.objects.filter(pk__in=contact_ids).update(
+        **{
+            target: Subquery(scores.values(source)[:1])
+            for source, target in MIRRORED.items()
+        },
+        updated_at=now,
+    )
+
+
+def _qualify(crossings: Crossings, *, now: dt.datetime) -> None:
+    by_model = defaultdict(list)
+    for contact_id, model in crossings.mql.items():
+        by_model[model].append(contact_id)
+    for model, ids in by_model.items():
+        qualify_contacts(ids, now=now, model=model)
+    if crossings.hand_raised:
+        qualify_contacts(crossings.hand_raised, now=now, hand_raise=True)
+
+    by_model = defaultdict(list)
+    for contact_id, model in crossings.sql.items():
+        by_model[model].append(contact_id)
+    for model, ids in by_model.items():
+        promote_to_sql(ids, now=now, model=model)
 
 
 def qualify_contacts(
@@ -147,40 +356,45 @@ def qualify_contacts(
     *,
     now: dt.datetime,
     model: ScoringModel | None = None,
+    hand_raise: bool = False,
 ) -> int:
-    """Make MQLs of contacts at the threshold for the first time; hand them off.
+    """Make MQLs of armed leads at a model's threshold, or who raised a hand.
 
-    Costs one query to find them plus a stage change and a handoff for each
-    qualified contact. Return how many qualified.
+    Armed means never qualified since created or last recycled (``mql_at``
+    empty) and still a subscriber, lead or recycled lead. Each qualified lead
+    gets a stage change and a handoff. Return how many qualified.
     """
-    from .handoffs import hand_off
+    from ..handoffs import hand_off
 
     ids = list(contact_ids)
-    model = model or (_default_model() if ids else None)
-    if model is None or not ids:
+    if not ids:
         return 0
+    model = model or ScoringModel.objects.filter(is_default=True).first()
     qualified = Contact.objects.filter(
-        pk__in=ids,
-        total_score__gte=model.mql_threshold,
-        mql_at__isnull=True,
-        lifecycle_stage__in=QUALIFYING_STAGES,
+        pk__in=ids, mql_at__isnull=True, lifecycle_stage__in=QUALIFYING_STAGES
     ).select_related("account")
+    if not hand_raise:
+        if model is None:
+            return 0
+        totals = ContactScore.objects.filter(contact_id=OuterRef("pk"), model=model)
+        qualified = qualified.annotate(
+            model_total=Subquery(totals.values("total_score")[:1])
+        ).filter(model_total__gte=model.mql_threshold)
 
     count = waiting = 0
     for contact in qualified:
+        reason = (
+            "raised a hand"
+            if hand_raise
+            else f"score {contact.model_total} reached the MQL threshold of "
+            f"{model.mql_threshold} under {model.name}"
+        )
         try:
             with transaction.atomic():
-                change_stage(
-                    contact,
-                    LifecycleStage.MQL,
-                    now=now,
-                    reason=f"score {contact.total_score} reached the MQL "
-                    f"threshold of {model.mql_threshold}",
-                )
+                change_stage(contact, LifecycleStage.MQL, now=now, reason=reason)
                 handoff = hand_off(contact, now=now)
         except Exception:
-            # One contact's failure must not stop the others; the next
-            # rescoring of this contact tries again.
+            # One contact's failure must not stop the others.
             logger.exception("Qualification failed", extra={"contact_id": contact.pk})
             continue
         count += 1
@@ -196,100 +410,27 @@ def qualify_contacts(
     return count
 
 
-def _default_model() -> ScoringModel | None:
-    return (
-        ScoringModel.objects.filter(is_default=True)
-        .prefetch_related(_active_rules())
-        .first()
+def promote_to_sql(
+    contact_ids: Iterable[int], *, now: dt.datetime, model: ScoringModel
+) -> int:
+    """Make SQLs of armed MQLs whose score crossed the model's SQL threshold."""
+    if model.sql_threshold is None:
+        return 0
+    promoted = Contact.objects.filter(
+        pk__in=list(contact_ids),
+        sql_at__isnull=True,
+        lifecycle_stage=LifecycleStage.MQL,
+        scores__model=model,
+        scores__total_score__gte=model.sql_threshold,
     )
-
-
-def _active_rules() -> Prefetch:
-    return Prefetch(
-        "rules",
-        queryset=ScoringRule.objects.filter(is_active=True).order_by("pk"),
-        to_attr="active_rules",
-    )
-
-
-def _apply(
-    model: ScoringModel, contact: Contact, events: list[dict], *, now: dt.datetime
-) -> None:
-    """Set a contact's scores in memory from its profile and new events."""
-    fit_rules = [r for r in model.active_rules if r.kind == ScoringRule.Kind.FIT]
-    intent_rules = [r for r in model.active_rules if r.kind == ScoringRule.Kind.INTENT]
-    half_life = model.intent_half_life_days
-    stamp = now.isoformat()
-
-    fit_hits = [
-        {"rule": r.name, "kind": "fit", "points": r.points, "at": stamp}
-        for r in fit_rules
-        if compare(r.operator, contact_field_value(contact, r.field), r.value)
-    ]
-    intent = decayed(contact.intent_score, contact.intent_scored_at, now, half_life)
-    intent_hits = [
-        hit for hit in contact.score_explanation or [] if hit.get("kind") == "intent"
-    ]
-    for event in events:
-        for rule in intent_rules:
-            if not event_matches(rule, event):
-                continue
-            # An event reported late has already lost part of its weight.
-            intent += decayed(rule.points, event["occurred_at"], now, half_life)
-            intent_hits.append(
-                {
-                    "rule": rule.name,
-                    "kind": "intent",
-                    "points": rule.points,
-                    "at": event["occurred_at"].isoformat(),
-                }
-            )
-
-    contact.fit_score = sum(hit["points"] for hit in fit_hits)
-    contact.intent_score = intent
-    contact.intent_scored_at = now
-    contact.total_score = contact.fit_score + round(intent)
-    contact.score_explanation = fit_hits + intent_hits[-EXPLAINED_INTENT_HITS:]
-    contact.updated_at = now
-
-
-def event_matches(rule: ScoringRule, event: dict) -> bool:
-    """Say whether an intent rule scores an event (type, then property test)."""
-    if event["type"] != rule.event_type:
-        return False
-    if not rule.field:
-        return True
-    return compare(
-        rule.operator, (event["properties"] or {}).get(rule.field), rule.value
-    )
-
-
-def compare(operator: str, actual: Any, expected: str) -> bool:
-    """Apply a rule operator: text tests ignore case, gte/lte compare numbers."""
-    if operator == Op.IS_SET:
-        return _is_set(actual)
-    if operator == Op.IS_BLANK:
-        return not _is_set(actual)
-    if operator == Op.IS_TRUE:
-        return actual is True or as_text(actual) in {"true", "yes", "1", "y"}
-    if operator in (Op.GTE, Op.LTE):
-        try:
-            number, bound = float(actual), float(expected)
-        except (TypeError, ValueError):
-            return False
-        return number >= bound if operator == Op.GTE else number <= bound
-
-    text = as_text(actual)
-    if operator == Op.EQUALS:
-        return text == as_text(expected)
-    if operator == Op.IN:
-        return text in {as_text(v) for v in expected.split(",")} - {""}
-    if operator == Op.CONTAINS:
-        return bool(expected.strip()) and as_text(expected) in text
-    return False
-
-
-def _is_set(value: Any) -> bool:
-    if isinstance(value, bool):
-        return True
-    return value is not None and as_text(value) != ""
+    count = 0
+    for contact in promoted:
+        change_stage(
+            contact,
+            LifecycleStage.SQL,
+            now=now,
+            reason=f"score reached the SQL threshold of {model.sql_threshold} "
+            f"under {model.name}",
+        )
+        count += 1
+    return count
