@@ -98,7 +98,8 @@ class TaskChannel(BaseChannel):
                 type=touch.channel,
                 title=self.titles[touch.channel].format(touch.contact)[:255],
                 instructions=touch.step.task_instructions,
-                due_at=self.now,
+                # The dispatcher sets task_due_at inside the rep's hours.
+                due_at=getattr(touch, "task_due_at", None) or self.now,
                 created_at=self.now,
             )
             for touch in touches

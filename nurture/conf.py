@@ -7,6 +7,14 @@ DEFAULTS = {
     "NURTURE_DISPATCH_BATCH_SIZE": 500,
     # How long a dispatcher holds its claim before another may retry.
     "NURTURE_CLAIM_SECONDS": 300,
+    # At most this many touches reach one contact in this many days, over
+    # every cadence and channel; later touches wait. None turns it off.
+    "NURTURE_FREQUENCY_CAP": {"touches": 3, "days": 7},
+    # Attempts at sending one touch before it is marked failed for good.
+    "NURTURE_MAX_SEND_ATTEMPTS": 3,
+    # Minutes to wait before the 2nd, 3rd, ... attempt; the last value
+    # repeats when there are more attempts than values.
+    "NURTURE_RETRY_BACKOFF_MINUTES": [5, 30, 120],
     # How many events one rescoring task folds into scores at once.
     "NURTURE_RESCORE_BATCH_SIZE": 2000,
     # Events that qualify a lead directly, whatever its score: an event type,

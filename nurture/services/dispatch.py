@@ -11,8 +11,15 @@ The rules that keep a touch from going out twice:
 - A touch still "sending" once its dispatcher's claim has run out belonged
   to a worker that died mid-send. Nobody knows whether it went out, so it is
   marked failed with UNKNOWN_OUTCOME and never resent.
-- A failed send is retried on a later run, once the claim expires, up to
-  MAX_SEND_ATTEMPTS attempts in all; then the enrollment moves on.
+- A failed send is retried with growing waits (Touch.retry_at, from
+  NURTURE_RETRY_BACKOFF_MINUTES) up to NURTURE_MAX_SEND_ATTEMPTS attempts
+  in all; then it stays failed and the enrollment moves on.
+
+Before anything is recorded, each due step is held against the contact's
+protections, in this order: leave the cadence (do-not-contact,
+unsubscribed, complained); wait for the send window in the contact's zone
+(automated steps only); skip an email the contact must not get; wait for
+the frequency cap. Waiting moves ``next_due_at``; nothing is dropped.
 """
 
 import datetime as dt
@@ -23,19 +30,22 @@ from dataclasses import asdict, dataclass
 from django.db import connection, transaction
 from django.db.models import F, Q
 
-from crm.models import Contact
+from crm.models import Contact, Rep
 from nurture import conf
 from nurture.channels import Delivery, get_channel, touch_message_id_expression
 from nurture.models import Channel, Enrollment, Step, Touch
 
+from .business_hours import calendar_for, next_working_moment
 from .enrollment import exit_enrollments
+from .frequency import FrequencyCap
 from .routing import assign_owners
 from .schedule import step_due_at
-from .send_window import local_send_time
+from .send_window import next_send_time
+from .suppression import email_suppression, exit_reason
+from .zones import ResolvedZone, contact_country_code, resolve_zone
 
 logger = logging.getLogger(__name__)
 
-MAX_SEND_ATTEMPTS = 3
 UNKNOWN_OUTCOME = "send outcome unknown; not resent"
 DONE_STATUSES = (Touch.Status.SENT, Touch.Status.TASK_CREATED, Touch.Status.SKIPPED)
 
@@ -92,11 +102,15 @@ def claim_due_enrollments(*, now: dt.datetime, limit: int) -> list[int]:
     """
     until = now + dt.timedelta(seconds=conf.get("NURTURE_CLAIM_SECONDS"))
     claimable = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    due = Enrollment.objects.due(now).filter(claimable).order_by("next_due_at", "pk")
+    due = (
+        Enrollment.objects.due(now)
+        .filter(claimable, cadence__paused_at__isnull=True)
+        .order_by("next_due_at", "pk")
+    )
 
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
+            due = due.select_for_update(skip_locked=True, of=("self",))
         ids = list(due.values_list("pk", flat=True)[:limit])
         if not ids:
             return []
@@ -133,46 +147,44 @@ def reconcile_stale_touches(*, now: dt.datetime) -> int:
     return count
 
 
-def email_suppression(contact: Contact) -> str:
-    """Return why a contact must get no automated email now, or ""."""
-    if not contact.email:
-        return "no email address"
-    if contact.do_not_email:
-        return "do not email"
-    if contact.hard_bounced_at is not None:
-        return "hard bounced"
-    return ""
+def max_send_attempts() -> int:
+    """Return how many times one touch may be tried before it fails for good."""
+    return conf.get("NURTURE_MAX_SEND_ATTEMPTS")
 
 
-def exit_reason(contact: Contact) -> str:
-    """Return why a contact must leave every cadence now, or ""."""
-    if contact.do_not_contact:
-        return Enrollment.ExitReason.DO_NOT_CONTACT
-    if contact.unsubscribed_at is not None:
-        return Enrollment.ExitReason.UNSUBSCRIBED
-    return ""
+def retry_delay(attempts: int) -> dt.timedelta:
+    """Return how long to wait after the ``attempts``-th failed attempt."""
+    minutes = list(conf.get("NURTURE_RETRY_BACKOFF_MINUTES")) or [5]
+    return dt.timedelta(minutes=minutes[min(attempts, len(minutes)) - 1])
 
 
 class _Batch:
     """The claimed enrollments of one run and what happens to each.
 
     Every phase reads or writes the whole batch with a fixed number of
-    queries; nothing here queries per enrollment.
+    queries; nothing here queries per enrollment. Window and wait
+    arithmetic is memoised per cadence, step and zone, since a batch holds
+    many contacts of few zones.
     """
 
-    def __init__(self, enrollments, steps, touches, *, now):
+    def __init__(self, enrollments, steps, touches, cap, *, now):
         self.now = now
         self.enrollments: dict[int, Enrollment] = {e.pk: e for e in enrollments}
         self.steps: dict[int, list[Step]] = steps
         self.existing: dict[tuple[int, int], Touch] = touches
+        self.cap: FrequencyCap = cap
         self.exits: dict[str, list[Enrollment]] = defaultdict(list)
         self.deferred: dict[dt.datetime, list[int]] = defaultdict(list)
         self.new_touches: list[Touch] = []
         self.retries: list[Touch] = []
         self.skipped_retries: dict[str, list[int]] = defaultdict(list)
+        self.lost: list[int] = []
         self.sending: list[Touch] = []
         # Enrollments whose current step is finished, with that step.
         self.finished: list[tuple[Enrollment, Step | None]] = []
+        self._zones: dict[int, tuple[ResolvedZone, str]] = {}
+        self._windows: dict[tuple, dt.datetime | None] = {}
+        self._waits: dict[tuple, dt.datetime] = {}
 
     @classmethod
     def load(cls, ids: list[int], *, now: dt.datetime) -> "_Batch":
@@ -195,7 +207,8 @@ class _Batch:
                 step__position__in={e.next_position for e in enrollments},
             )
         }
-        return cls(enrollments, steps, touches, now=now)
+        cap = FrequencyCap.load({e.contact_id for e in enrollments}, now=now)
+        return cls(enrollments, steps, touches, cap, now=now)
 
     def current_step(self, enrollment: Enrollment) -> Step | None:
         # A step deleted since enrollment is passed over, not waited for.
@@ -207,70 +220,134 @@ class _Batch:
     def plan(self, result: DispatchResult):
         """Decide, per enrollment, to exit, wait, skip, deliver or move on."""
         for enrollment in self.enrollments.values():
-            contact = enrollment.contact
-            step = self.current_step(enrollment)
-            reason = exit_reason(contact)
-            if reason:
-                self.exits[reason].append(enrollment)
-                continue
-            if step is None:
-                self.finished.append((enrollment, None))
-                continue
-
-            touch = self.existing.get((enrollment.pk, step.pk))
-            if touch is not None and not self._retryable(touch):
-                # Done on an earlier run, or given up: only move on.
-                self.finished.append((enrollment, step))
-                continue
-
-            if step.channel == Channel.EMAIL:
-                opening = local_send_time(
-                    enrollment.cadence, contact.time_zone, self.now
-                )
-                if opening is not None:
-                    self.deferred[opening].append(enrollment.pk)
-                    continue
-
-            skip = self._skip_reason(step, contact)
-            if touch is not None and skip:
-                # Opted out between a failed attempt and its retry.
-                self.skipped_retries[skip].append(touch.pk)
-                self.finished.append((enrollment, step))
-            elif touch is not None:
-                self.retries.append(touch)
-            elif skip:
-                self.new_touches.append(
-                    self._touch(enrollment, step, Touch.Status.SKIPPED, skip)
-                )
-                self.finished.append((enrollment, step))
-            else:
-                self.new_touches.append(
-                    self._touch(enrollment, step, Touch.Status.SENDING)
-                )
+            self._plan_one(enrollment)
 
         for reason, enrollments in self.exits.items():
             result.exited += exit_enrollments(
                 [e.contact_id for e in enrollments], reason, now=self.now
             )
-        for opening, ids in self.deferred.items():
+        for due_at, ids in self.deferred.items():
             Enrollment.objects.filter(pk__in=ids).update(
-                next_due_at=opening, claimed_until=None
+                next_due_at=due_at, claimed_until=None
             )
             result.deferred += len(ids)
         for detail, ids in self.skipped_retries.items():
             Touch.objects.filter(pk__in=ids).update(
-                status=Touch.Status.SKIPPED, detail=detail
+                status=Touch.Status.SKIPPED, detail=detail, retry_at=None
             )
             result.skipped += len(ids)
+        if self.lost:
+            Touch.objects.filter(pk__in=self.lost).update(
+                status=Touch.Status.FAILED, detail=UNKNOWN_OUTCOME
+            )
+            result.failed += len(self.lost)
         result.skipped += sum(
             t.status == Touch.Status.SKIPPED for t in self.new_touches
         )
+
+    def _plan_one(self, enrollment: Enrollment):
+        contact = enrollment.contact
+        reason = exit_reason(contact)
+        if reason:
+            self.exits[reason].append(enrollment)
+            return
+        step = self.current_step(enrollment)
+        if step is None:
+            self.finished.append((enrollment, None))
+            return
+
+        touch = self.existing.get((enrollment.pk, step.pk))
+        if touch is not None and touch.status == Touch.Status.SENDING:
+            # We hold the claim, so whoever left it sending is gone; nobody
+            # knows whether it went out, so it is never sent again.
+            self.lost.append(touch.pk)
+            self.finished.append((enrollment, step))
+            return
+        if touch is not None and not self._retryable(touch):
+            # Done on an earlier run, or given up: only move on.
+            self.finished.append((enrollment, step))
+            return
+        if touch is not None and touch.retry_at and touch.retry_at > self.now:
+            self.deferred[touch.retry_at].append(enrollment.pk)
+            return
+
+        zone, holiday_country = self.zone_of(contact)
+        if not step.is_task:
+            opening = self.window_opening(enrollment, step, self.now)
+            if opening is not None:
+                self.deferred[opening].append(enrollment.pk)
+                return
+
+        skip = self._skip_reason(step, contact)
+        if skip:
+            if touch is not None:
+                # Opted out between a failed attempt and its retry.
+                self.skipped_retries[skip].append(touch.pk)
+            else:
+                self.new_touches.append(
+                    self._touch(enrollment, step, zone, Touch.Status.SKIPPED, skip)
+                )
+            self.finished.append((enrollment, step))
+            return
+
+        release = self.cap.release_time(contact.pk, self.now)
+        if release is not None:
+            if not step.is_task:
+                release = self.window_opening(enrollment, step, release) or release
+            self.deferred[release].append(enrollment.pk)
+            return
+        self.cap.record(contact.pk, self.now)
+
+        if touch is not None:
+            self.retries.append(touch)
+        else:
+            self.new_touches.append(
+                self._touch(enrollment, step, zone, Touch.Status.SENDING)
+            )
+
+    def zone_of(self, contact: Contact) -> tuple[ResolvedZone, str]:
+        """Return the contact's zone and holiday country (ISO code)."""
+        if contact.pk not in self._zones:
+            self._zones[contact.pk] = (
+                resolve_zone(contact),
+                contact_country_code(contact),
+            )
+        return self._zones[contact.pk]
+
+    def window_opening(
+        self, enrollment: Enrollment, step: Step, moment: dt.datetime
+    ) -> dt.datetime | None:
+        """Return when the send window next opens after ``moment``, or None."""
+        cadence = enrollment.cadence
+        zone, country = self.zone_of(enrollment.contact)
+        holiday_country = country if cadence.skip_holidays else ""
+        key = (cadence.pk, zone.zone.key, holiday_country, step.send_at_local, moment)
+        if key not in self._windows:
+            self._windows[key] = next_send_time(
+                cadence,
+                zone.zone,
+                moment,
+                holiday_country=holiday_country,
+                at_local=step.send_at_local,
+            )
+        return self._windows[key]
+
+    def due_at(self, enrollment: Enrollment, step: Step) -> dt.datetime:
+        """Return when ``step`` falls due if the previous one ran now."""
+        zone, country = self.zone_of(enrollment.contact)
+        holiday_country = country if enrollment.cadence.skip_holidays else ""
+        key = (step.pk, zone.zone.key, holiday_country)
+        if key not in self._waits:
+            self._waits[key] = step_due_at(
+                step, self.now, zone=zone.zone, holiday_country=holiday_country
+            )
+        return self._waits[key]
 
     def _retryable(self, touch: Touch) -> bool:
         return (
             touch.status == Touch.Status.FAILED
             and touch.detail != UNKNOWN_OUTCOME
-            and touch.attempts < MAX_SEND_ATTEMPTS
+            and touch.attempts < max_send_attempts()
         )
 
     def _skip_reason(self, step: Step, contact: Contact) -> str:
@@ -282,7 +359,7 @@ class _Batch:
             return "do not call"
         return ""
 
-    def _touch(self, enrollment, step, status, detail="") -> Touch:
+    def _touch(self, enrollment, step, zone, status, detail="") -> Touch:
         return Touch(
             enrollment=enrollment,
             step=step,
@@ -292,6 +369,7 @@ class _Batch:
             detail=detail,
             created_at=self.now,
             attempts=1 if status == Touch.Status.SENDING else 0,
+            local_zone=zone.label,
         )
 
     def record_touches(self):
@@ -299,7 +377,9 @@ class _Batch:
         Touch.objects.bulk_create(self.new_touches, ignore_conflicts=True)
         if self.retries:
             Touch.objects.filter(pk__in=[t.pk for t in self.retries]).update(
-                status=Touch.Status.SENDING, attempts=F("attempts") + 1
+                status=Touch.Status.SENDING,
+                attempts=F("attempts") + 1,
+                retry_at=None,
             )
 
         # ignore_conflicts leaves no ids behind, and a conflict means the row
@@ -329,6 +409,7 @@ class _Batch:
     def deliver(self) -> dict[int, Delivery]:
         """Hand the recorded touches to their channels; return deliveries."""
         self._route_ownerless()
+        self._schedule_tasks()
         by_channel: dict[str, list[Touch]] = defaultdict(list)
         for touch in self.sending:
             by_channel[touch.channel].append(touch)
@@ -357,6 +438,25 @@ class _Batch:
                 "%d tasks have no assignee: no routing rule matched", unassigned
             )
 
+    def _schedule_tasks(self):
+        # A rep task is due when its rep next works (zone, hours, weekdays,
+        # holidays, absence); a contact owned by a user without a rep
+        # profile gets it due at once.
+        tasks = [t for t in self.sending if t.step.is_task]
+        owner_ids = {t.contact.owner_id for t in tasks if t.contact.owner_id}
+        if not owner_ids:
+            return
+        due: dict[int, dt.datetime] = {}
+        for rep in Rep.objects.filter(user_id__in=owner_ids):
+            try:
+                due[rep.user_id] = next_working_moment(calendar_for(rep), self.now)
+            except ValueError:
+                logger.warning(
+                    "Rep has no working time ahead", extra={"rep_id": rep.pk}
+                )
+        for touch in tasks:
+            touch.task_due_at = due.get(touch.contact.owner_id, self.now)
+
     def save_deliveries(self, deliveries: dict[int, Delivery], result: DispatchResult):
         """Store each touch's outcome with set-based updates."""
         by_outcome: dict[tuple[str, str, bool], list[int]] = defaultdict(list)
@@ -384,19 +484,34 @@ class _Batch:
                 result.sent += len(ids)
             elif status == Touch.Status.TASK_CREATED:
                 result.tasks_created += len(ids)
+            elif status == Touch.Status.SKIPPED:
+                result.skipped += len(ids)
 
-        Touch.objects.bulk_update(failed, ["status", "detail"])
+        self._schedule_retries(failed)
         result.failed += len(failed)
+
+    def _schedule_retries(self, failed: list[Touch]):
+        # A failure with attempts left waits for its backoff on the touch
+        # and on the enrollment (released, so any dispatcher may retry it);
+        # one out of attempts stays failed and its enrollment moves on.
+        retries: dict[dt.datetime, list[int]] = defaultdict(list)
         for touch in failed:
-            if touch.attempts >= MAX_SEND_ATTEMPTS:
+            if touch.attempts >= max_send_attempts():
                 logger.warning(
                     "Touch failed %d times; moving on",
                     touch.attempts,
                     extra={"touch_id": touch.pk},
                 )
+                touch.retry_at = None
                 self.finished.append((touch.enrollment, touch.step))
-        # Failures with attempts left keep their claim and come back once it
-        # expires: that is the retry delay.
+            else:
+                touch.retry_at = self.now + retry_delay(touch.attempts)
+                retries[touch.retry_at].append(touch.enrollment_id)
+        Touch.objects.bulk_update(failed, ["status", "detail", "retry_at"])
+        for retry_at, ids in retries.items():
+            Enrollment.objects.filter(pk__in=ids, state=Enrollment.State.ACTIVE).update(
+                next_due_at=retry_at, claimed_until=None
+            )
 
     def advance(self, result: DispatchResult):
         """Move finished enrollments to their next step or complete them."""
@@ -407,7 +522,7 @@ class _Batch:
             if following is None:
                 completed.append(enrollment.pk)
             else:
-                due_at = step_due_at(following, self.now)
+                due_at = self.due_at(enrollment, following)
                 moves[(following.position, due_at)].append(enrollment.pk)
 
         active = Enrollment.objects.filter(state=Enrollment.State.ACTIVE)
