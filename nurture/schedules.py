@@ -14,6 +14,9 @@ ENGINE_SCHEDULES = {
     "nurture: rescore contacts": "nurture.tasks.rescore_contacts_task",
     "nurture: enforce handoff SLAs": "nurture.tasks.enforce_handoff_slas_task",
     "nurture: hand off waiting leads": "nurture.tasks.hand_off_waiting_leads_task",
+    "nurture: resume returned enrollments": (
+        "nurture.tasks.resume_returned_enrollments_task"
+    ),
 }
 
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 from nurture import conf
 from nurture.services.dispatch import DispatchResult, dispatch_due_touches
 from nurture.services.handoffs import enforce_handoff_slas, hand_off_waiting_leads
+from nurture.services.out_of_office import resume_returned_enrollments
 from nurture.services.scoring import rescore_new_events
 
 logger = logging.getLogger(__name__)
@@ -59,3 +60,8 @@ def enforce_handoff_slas_task() -> int:
 def hand_off_waiting_leads_task() -> int:
     """Hand off MQLs that were waiting for a rep with free capacity."""
     return hand_off_waiting_leads(now=timezone.now())
+
+
+def resume_returned_enrollments_task() -> int:
+    """Resume enrollments paused for an out-of-office whose contact is back."""
+    return resume_returned_enrollments(now=timezone.now())
