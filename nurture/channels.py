@@ -19,8 +19,17 @@ from django.utils.crypto import salted_hmac
 from django.utils.module_loading import import_string
 
 from nurture import conf
-from nurture.models import Channel, Task, Touch
-from nurture.services.rendering import StepTemplates, render_step_email, sender_name
+from nurture.models import Channel, ContentItem, StepVariant, Task, Touch
+from nurture.services.audiences import add_to_audiences, audience_name
+from nurture.services.content import next_content_for, offered_detail
+from nurture.services.direct_mail import postal_address
+from nurture.services.rendering import (
+    StepTemplates,
+    render_step_email,
+    sender_name,
+    uses_content,
+)
+from nurture.services.unsubscribe import unsubscribe_url
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +72,41 @@ class NullChannel(BaseChannel):
 
 
 class AudienceChannel(BaseChannel):
-    """Add contacts to a retargeting audience.
+    """Add each contact to the retargeting audience its step names.
 
-    TODO(#4): push the contacts to an ad platform's audience API; remove
-    this placeholder when one is configured.
+    The audience is a list of AudienceMember rows that the API and a CSV
+    export read. TODO(#3): push members to an ad platform's audience API;
+    remove once one is configured.
+    """
+
+    def send(self, touches: list[Touch]) -> dict[int, Delivery]:
+        try:
+            add_to_audiences(touches, now=self.now)
+        except Exception as error:
+            logger.exception("Could not add %d contacts to audiences", len(touches))
+            return {touch.pk: Delivery.failed(error) for touch in touches}
+        return {
+            touch.pk: Delivery(
+                Touch.Status.SENT, f"audience {audience_name(touch.step)}"
+            )
+            for touch in touches
+        }
+
+
+class DirectMailChannel(BaseChannel):
+    """Queue each touch for the next print export (export_direct_mail).
+
+    A contact without a street and city is skipped: a vendor cannot
+    deliver to them.
     """
 
     def send(self, touches: list[Touch]) -> dict[int, Delivery]:
         return {
-            touch.pk: Delivery(Touch.Status.SENT, "added to audience")
+            touch.pk: (
+                Delivery(Touch.Status.SENT, "queued for print export")
+                if postal_address(touch.contact)
+                else Delivery(Touch.Status.SKIPPED, "no postal address")
+            )
             for touch in touches
         }
 
@@ -116,18 +151,29 @@ class EmailChannel(BaseChannel):
     """Render each touch's step and send it through Django's email backend.
 
     One backend connection serves the whole batch. Messages go out one at a
-    time so a refused message marks only its own touch failed.
+    time so a refused message marks only its own touch failed. The touch's
+    A/B variant and the contacts' next content items are loaded once per
+    batch; a touch that offered an item records it in its detail.
     """
 
     def send(self, touches: list[Touch]) -> dict[int, Delivery]:
         results: dict[int, Delivery] = {}
         templates = StepTemplates()
+        variants = self.load_variants(touches)
+        contents = self.load_contents(touches, variants)
         connection = get_connection()
         try:
             connection.open()
             for touch in touches:
+                content = contents.get(touch.contact.pk)
                 try:
-                    message = self.build_message(touch, templates, connection)
+                    message = self.build_message(
+                        touch,
+                        templates,
+                        connection,
+                        variant=variants.get(touch.variant_id),
+                        content=content,
+                    )
                     connection.send_messages([message])
                 except Exception as error:
                     logger.warning(
@@ -137,17 +183,49 @@ class EmailChannel(BaseChannel):
                     )
                     results[touch.pk] = Delivery.failed(error)
                 else:
-                    results[touch.pk] = Delivery(Touch.Status.SENT)
+                    detail = offered_detail(content) if content else ""
+                    results[touch.pk] = Delivery(Touch.Status.SENT, detail)
         finally:
             connection.close()
         return results
 
-    def build_message(self, touch: Touch, templates: StepTemplates, connection):
+    def load_variants(self, touches: list[Touch]) -> dict[int, StepVariant]:
+        """Return the variants the touches were planned with, by id."""
+        ids = {touch.variant_id for touch in touches if touch.variant_id}
+        if not ids:
+            return {}
+        return {v.pk: v for v in StepVariant.objects.filter(pk__in=ids)}
+
+    def load_contents(self, touches, variants) -> dict[int, ContentItem | None]:
+        """Return the next content item per contact, for templates that use it."""
+        contacts = [
+            touch.contact
+            for touch in touches
+            if uses_content(touch.step, variants.get(touch.variant_id))
+        ]
+        return next_content_for(contacts) if contacts else {}
+
+    def build_message(
+        self,
+        touch: Touch,
+        templates: StepTemplates,
+        connection,
+        *,
+        variant: StepVariant | None = None,
+        content: ContentItem | None = None,
+    ):
         """Return the EmailMultiAlternatives that carries one touch."""
         contact = touch.contact
         sender = contact.owner or touch.enrollment.cadence.sender
+        unsubscribe = unsubscribe_url(contact.pk, touch.pk)
         rendered = render_step_email(
-            touch.step, contact, sender=sender, templates=templates
+            touch.step,
+            contact,
+            sender=sender,
+            templates=templates,
+            variant=variant,
+            content=content,
+            unsubscribe_url=unsubscribe,
         )
         message = EmailMultiAlternatives(
             subject=rendered.subject,
@@ -157,11 +235,26 @@ class EmailChannel(BaseChannel):
             ),
             to=[contact.email],
             reply_to=[sender.email] if sender and sender.email else None,
-            headers={"Message-ID": touch_message_id(touch.pk)},
+            headers={
+                "Message-ID": touch_message_id(touch.pk),
+                **unsubscribe_headers(unsubscribe),
+            },
             connection=connection,
         )
         message.attach_alternative(rendered.html, "text/html")
         return message
+
+
+def unsubscribe_headers(url: str) -> dict[str, str]:
+    """Return the RFC 8058 one-click unsubscribe headers for a link."""
+    targets = [f"<{url}>"]
+    mailbox = conf.get("NURTURE_UNSUBSCRIBE_MAILTO")
+    if mailbox:
+        targets.append(f"<mailto:{mailbox}?subject=unsubscribe>")
+    return {
+        "List-Unsubscribe": ", ".join(targets),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
 
 
 def get_channel(name: str, *, now: dt.datetime) -> BaseChannel:

@@ -47,9 +47,19 @@ DEFAULTS = {
         "email": "nurture.channels.EmailChannel",
         "call": "nurture.channels.TaskChannel",
         "linkedin": "nurture.channels.TaskChannel",
-        "direct_mail": "nurture.channels.TaskChannel",
+        "direct_mail": "nurture.channels.DirectMailChannel",
         "retargeting": "nurture.channels.AudienceChannel",
     },
+    # Where unsubscribe links point: scheme and host of this installation.
+    "NURTURE_SITE_URL": "http://localhost:8000",
+    # Days an unsubscribe link keeps working (RFC 8058 readers expect 60+).
+    "NURTURE_UNSUBSCRIBE_MAX_AGE_DAYS": 365,
+    # Optional mailbox for a mailto: List-Unsubscribe entry; "" for none.
+    "NURTURE_UNSUBSCRIBE_MAILTO": "",
+    # Days an out-of-office pause lasts when the auto-reply names no date.
+    "NURTURE_OUT_OF_OFFICE_DAYS": 7,
+    # Folder the direct mail export writes its CSV files to.
+    "NURTURE_DIRECT_MAIL_DIR": "var/direct_mail",
 }
 
 

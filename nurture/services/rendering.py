@@ -9,7 +9,7 @@ from django.utils.safestring import mark_safe
 
 from crm.models import Contact
 from nurture import conf
-from nurture.models import Step
+from nurture.models import ContentItem, Step, StepVariant
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +25,22 @@ class StepTemplates:
     """Compile each step's templates once per batch, not once per contact."""
 
     def __init__(self):
-        self._compiled: dict[tuple[int, str], Template] = {}
+        self._compiled: dict[tuple[str, int, str], Template] = {}
 
-    def get(self, step: Step, part: str) -> Template:
-        key = (step.pk, part)
+    def get(self, step: Step, part: str, variant: StepVariant | None = None):
+        """Return the compiled subject or body of a step, or of its variant."""
+        source = variant or step
+        key = ("variant" if variant else "step", source.pk, part)
         if key not in self._compiled:
-            source = step.subject if part == "subject" else step.body
-            self._compiled[key] = Engine.get_default().from_string(source)
+            text = source.subject if part == "subject" else source.body
+            self._compiled[key] = Engine.get_default().from_string(text)
         return self._compiled[key]
+
+
+def uses_content(step: Step, variant: StepVariant | None = None) -> bool:
+    """Say whether a step's templates mention ``content`` at all."""
+    source = variant or step
+    return "content" in source.subject or "content" in source.body
 
 
 def greeting_name(contact: Contact) -> str:
@@ -53,14 +61,24 @@ def render_step_email(
     *,
     sender=None,
     templates: StepTemplates | None = None,
+    variant: StepVariant | None = None,
+    content: ContentItem | None = None,
+    unsubscribe_url: str = "",
 ) -> RenderedEmail:
-    """Render a step for one contact, wrapped in the base email layout.
+    """Render a step (or its A/B variant) for one contact, in the base layout.
 
-    The step's templates see ``contact``, ``account``, ``sender`` (a name),
-    ``step`` and ``greeting_name``, which falls back to "there" so a lead
-    without a first name is never greeted with "Hi ,".
+    The templates see ``contact``, ``account``, ``sender`` (a name),
+    ``step``, ``content`` (the next best content item, or None) and
+    ``greeting_name``, which falls back to "there" so a lead without a
+    first name is never greeted with "Hi ,". The layout adds the postal
+    address and the unsubscribe link (a contact-only one when not given).
     """
     templates = templates or StepTemplates()
+    if not unsubscribe_url and contact.pk is not None:
+        # Imported here: unsubscribe needs URL reversing, rendering does not.
+        from .unsubscribe import unsubscribe_url as contact_unsubscribe_url
+
+        unsubscribe_url = contact_unsubscribe_url(contact.pk)
     signature = sender_name(sender)
     context = {
         "contact": contact,
@@ -68,18 +86,25 @@ def render_step_email(
         "sender": signature,
         "sender_user": sender,
         "step": step,
+        "variant": variant,
+        "content": content,
         "greeting_name": greeting_name(contact),
     }
 
     # The plain text and the subject must not be HTML-escaped; the HTML
     # part must be, because contact fields come from outside.
-    subject = templates.get(step, "subject").render(Context(context, autoescape=False))
-    text_body = templates.get(step, "body").render(Context(context, autoescape=False))
-    html_body = templates.get(step, "body").render(Context(context))
+    subject = templates.get(step, "subject", variant).render(
+        Context(context, autoescape=False)
+    )
+    text_body = templates.get(step, "body", variant).render(
+        Context(context, autoescape=False)
+    )
+    html_body = templates.get(step, "body", variant).render(Context(context))
 
     layout = {
         "sender": signature,
         "sender_address": conf.get("NURTURE_SENDER_ADDRESS"),
+        "unsubscribe_url": unsubscribe_url,
     }
     return RenderedEmail(
         # A header holds one line; templates often end with a newline.
