@@ -32,6 +32,19 @@ DEFAULTS = {
     "NURTURE_STALE_OPPORTUNITY_DAYS": 30,
     # Hours a rep has to accept or reject a handoff.
     "NURTURE_HANDOFF_SLA_HOURS": 4,
+    # Escalation after a breach when no SLA policy applies: each step runs
+    # once, this many business hours of the rep after the deadline.
+    "NURTURE_DEFAULT_ESCALATION_CHAIN": [
+        {"action": "remind", "after_business_hours": 0},
+        {"action": "reassign", "after_business_hours": 2},
+        {"action": "notify_manager", "after_business_hours": 4},
+    ],
+    # Webhook outbox: rows per delivery task, request timeout, first retry
+    # wait (doubling each time) and attempts before a delivery fails.
+    "NURTURE_WEBHOOK_BATCH_SIZE": 100,
+    "NURTURE_WEBHOOK_TIMEOUT_SECONDS": 10,
+    "NURTURE_WEBHOOK_BACKOFF_SECONDS": 30,
+    "NURTURE_WEBHOOK_MAX_ATTEMPTS": 8,
     # Time zone for contacts whose own zone is unknown.
     "NURTURE_DEFAULT_TIME_ZONE": "UTC",
     # Minutes between runs of each scheduled engine task.

@@ -13,6 +13,7 @@ ENGINE_SCHEDULES = {
     "nurture: dispatch due touches": "nurture.tasks.dispatch_due_touches_task",
     "nurture: rescore contacts": "nurture.tasks.rescore_contacts_task",
     "nurture: enforce handoff SLAs": "nurture.tasks.enforce_handoff_slas_task",
+    "nurture: deliver webhooks": "nurture.tasks.deliver_webhooks_task",
     "nurture: hand off waiting leads": "nurture.tasks.hand_off_waiting_leads_task",
     "nurture: resume returned enrollments": (
         "nurture.tasks.resume_returned_enrollments_task"

@@ -135,7 +135,7 @@ class Simulation:
             self.result.events_scored += scored
         self.work_tasks(now)
         self.decide_handoffs(now)
-        self.result.sla_breaches += enforce_handoff_slas(now=now)
+        self.result.sla_breaches += enforce_handoff_slas(now=now).breached
         hand_off_waiting_leads(now=now)
 
     def react_to_touches(self, *, since: dt.datetime, now: dt.datetime) -> None:

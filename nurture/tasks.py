@@ -52,9 +52,27 @@ def rescore_contacts_task() -> int:
     return scored
 
 
-def enforce_handoff_slas_task() -> int:
-    """Flag and escalate handoffs whose SLA has passed."""
-    return enforce_handoff_slas(now=timezone.now())
+def enforce_handoff_slas_task() -> dict[str, int]:
+    """Flag handoffs whose SLA has passed and run their due escalation steps."""
+    return enforce_handoff_slas(now=timezone.now()).as_dict()
+
+
+def deliver_webhooks_task() -> dict[str, int]:
+    """POST due webhook deliveries, one batch after another until a short one."""
+    from nurture.services.webhooks import deliver_webhooks
+
+    batch_size = conf.get("NURTURE_WEBHOOK_BATCH_SIZE")
+    started = time.monotonic()
+    totals: dict[str, int] = {}
+    while True:
+        result = deliver_webhooks(now=timezone.now(), batch_size=batch_size)
+        for name, count in result.as_dict().items():
+            totals[name] = totals.get(name, 0) + count
+        if result.claimed < batch_size:
+            break
+        if time.monotonic() - started >= DISPATCH_TIME_BUDGET_SECONDS:
+            break
+    return totals
 
 
 def hand_off_waiting_leads_task() -> int:

@@ -156,28 +156,28 @@ def test_hand_off_without_a_free_rep_returns_none():
     assert contact.owner is None
 
 
-def test_sla_breach_is_escalated_exactly_once(team, django_capture_on_commit_callbacks):
-    """Two sweeps after the deadline flag, task and email the manager once."""
+def test_sla_breach_is_flagged_once_and_reminds_the_rep(
+    team, django_capture_on_commit_callbacks
+):
+    """Two sweeps just after the deadline flag the breach and remind once."""
     handoff = hand_off(ContactFactory(), now=NOW)
     later = handoff.sla_due_at + dt.timedelta(minutes=1)
 
-    # when the sweep runs before the deadline nothing happens
-    assert enforce_handoff_slas(now=handoff.sla_due_at) == 0
+    # when the sweep runs at the deadline nothing happens
+    assert enforce_handoff_slas(now=handoff.sla_due_at).breached == 0
     # when it runs twice after the deadline
     with django_capture_on_commit_callbacks(execute=True):
         first = enforce_handoff_slas(now=later)
         second = enforce_handoff_slas(now=later + dt.timedelta(minutes=1))
 
-    # then one breach, one escalation task and one email for the manager
-    assert (first, second) == (1, 0)
+    # then one breach and one reminder; the manager's turn has not come yet
+    assert (first.breached, second.breached) == (1, 0)
+    assert [action for _, _, action in first.steps + second.steps] == ["remind"]
     handoff.refresh_from_db()
-    manager_user = team.manager.user
     assert handoff.status == Handoff.Status.BREACHED
-    assert handoff.breached_at == later
-    assert handoff.escalated_to == manager_user
-    escalations = Task.objects.filter(type=Task.Type.ESCALATION)
-    assert [(t.assignee, t.handoff) for t in escalations] == [(manager_user, handoff)]
-    assert [m.to for m in mail.outbox] == [[manager_user.email]]
+    assert handoff.breached_at == handoff.sla_due_at
+    assert handoff.escalated_to is None
+    assert [m.to for m in mail.outbox] == [[team.user.email]]
 
 
 def test_breached_handoff_without_manager_is_still_flagged():
@@ -186,7 +186,7 @@ def test_breached_handoff_without_manager_is_still_flagged():
     RepFactory(region="Central")
     handoff = hand_off(ContactFactory(), now=NOW)
 
-    assert enforce_handoff_slas(now=NOW + dt.timedelta(days=1)) == 1
+    assert enforce_handoff_slas(now=NOW + dt.timedelta(days=1)).breached == 1
 
     handoff.refresh_from_db()
     assert handoff.status == Handoff.Status.BREACHED

@@ -30,7 +30,7 @@ def test_ensure_schedules_twice_leaves_one_schedule_per_task(settings):
     second = ensure_schedules()
 
     assert all(first.values()) and not any(second.values())
-    assert Schedule.objects.count() == len(ENGINE_SCHEDULES) == 4
+    assert Schedule.objects.count() == len(ENGINE_SCHEDULES) == 5
     for name, func in ENGINE_SCHEDULES.items():
         schedule = Schedule.objects.get(name=name)
         assert schedule.func == func
@@ -76,6 +76,6 @@ def test_sla_task_flags_overdue_handoffs():
         sla_due_at=timezone.now() - dt.timedelta(hours=1),
     )
 
-    assert enforce_handoff_slas_task() == 1
+    assert enforce_handoff_slas_task()["breached"] == 1
     handoff.refresh_from_db()
     assert handoff.status == Handoff.Status.BREACHED

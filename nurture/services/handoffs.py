@@ -1,24 +1,49 @@
-"""Hand qualified leads to reps and record what the reps decide."""
+"""Hand qualified leads to reps, keep their SLAs and record their decisions.
+
+A handoff carries a snapshot of what the rep needs, a deadline counted in
+the rep's business hours by the first matching SLA policy, and a follow-up
+task. Each state change queues its webhook deliveries and emails in the
+same transaction. The SLA sweep flags breaches and then runs the policy's
+escalation chain, each step exactly once per handoff (see
+``enforce_handoff_slas``).
+"""
 
 import datetime as dt
 import logging
+from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.mail import send_mail, send_mass_mail
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.urls import NoReverseMatch, reverse
 
-from crm.models import Contact, LifecycleStage, Rep
+from crm.models import Contact, EngagementEvent, LifecycleStage, Rep
 from crm.services import change_stage
 from nurture import conf
-from nurture.models import Cadence, Enrollment, Handoff, Task, Touch
+from nurture.models import (
+    Cadence,
+    Enrollment,
+    Handoff,
+    HandoffEscalation,
+    SlaPolicy,
+    Task,
+    Touch,
+)
 
+from .business_hours import add_business_hours, calendar_for
 from .enrollment import exit_enrollments
 from .errors import NurtureError
-from .routing import Router, record_assignment, route_contact
+from .routing import Router, choose_assignee
+from .segments import contact_in_segment
+from .webhooks import enqueue_webhook
 
 logger = logging.getLogger(__name__)
+
+# How much history the context snapshot keeps.
+CONTEXT_EVENTS = 10
+CONTEXT_CONTENT = 20
+CONTEXT_TOUCHES = 20
 
 
 class RejectReason:
@@ -33,7 +58,8 @@ def accept_handoff(handoff: Handoff, *, now: dt.datetime, actor=None) -> Handoff
         locked = _lock_open(handoff)
         locked.status = Handoff.Status.ACCEPTED
         locked.accepted_at = now
-        locked.save(update_fields=["status", "accepted_at"])
+        locked.first_touch_at = locked.first_touch_at or now
+        locked.save(update_fields=["status", "accepted_at", "first_touch_at"])
         _close_handoff_tasks(locked, now=now)
         contact = locked.contact
         if contact.lifecycle_stage != LifecycleStage.SQL:
@@ -44,6 +70,7 @@ def accept_handoff(handoff: Handoff, *, now: dt.datetime, actor=None) -> Handoff
                 actor=actor,
                 reason="handoff accepted",
             )
+        enqueue_webhook("handoff.accepted", webhook_payload(locked), now=now)
     logger.info("Handoff accepted", extra={"handoff_id": locked.pk})
     return locked
 
@@ -68,8 +95,16 @@ def reject_handoff(
         locked = _lock_open(handoff)
         locked.status = Handoff.Status.REJECTED
         locked.rejected_at = now
+        locked.first_touch_at = locked.first_touch_at or now
         locked.rejection_reason = f"{reason}: {note}".strip(": ")[:255]
-        locked.save(update_fields=["status", "rejected_at", "rejection_reason"])
+        locked.save(
+            update_fields=[
+                "status",
+                "rejected_at",
+                "first_touch_at",
+                "rejection_reason",
+            ]
+        )
         _close_handoff_tasks(locked, now=now)
         change_stage(
             locked.contact,
@@ -78,14 +113,36 @@ def reject_handoff(
             actor=actor,
             reason=f"handoff rejected ({reason})",
         )
+        if reason == RejectReason.NOT_NOW:
+            from .lifecycle import recycle_contact
+
+            recycle_contact(locked.contact, now=now, actor=actor)
+        enqueue_webhook(
+            "handoff.rejected", webhook_payload(locked, reason=reason), now=now
+        )
     logger.info("Handoff rejected", extra={"handoff_id": locked.pk})
     return locked
 
 
-def _close_handoff_tasks(handoff: Handoff, *, now: dt.datetime) -> None:
+def record_first_touch(handoff: Handoff, *, now: dt.datetime) -> bool:
+    """Note the rep's first action on a handoff; later calls change nothing.
+
+    Accepting or rejecting records it too. Return whether this call did.
+    """
+    touched = Handoff.objects.filter(pk=handoff.pk, first_touch_at__isnull=True).update(
+        first_touch_at=now
+    )
+    if touched:
+        handoff.first_touch_at = now
+    return bool(touched)
+
+
+def _close_handoff_tasks(
+    handoff: Handoff, *, now: dt.datetime, status: str = Task.Status.DONE
+) -> None:
     """Close the follow-up and escalation tasks a decided handoff leaves."""
     handoff.tasks.filter(status=Task.Status.OPEN).update(
-        status=Task.Status.DONE, completed_at=now
+        status=status, completed_at=now
     )
 
 
@@ -101,17 +158,67 @@ def _lock_open(handoff: Handoff) -> Handoff:
     return locked
 
 
+def sla_policy_for(contact: Contact) -> SlaPolicy | None:
+    """Return the first active SLA policy, by position, that fits the contact.
+
+    A policy fits when the contact's total score reaches its ``min_score``
+    and, if it names a segment, the contact is in that segment.
+    """
+    policies = SlaPolicy.objects.filter(is_active=True).select_related("segment")
+    for policy in policies.order_by("position"):
+        if policy.min_score is not None and contact.total_score < policy.min_score:
+            continue
+        if policy.segment_id and not contact_in_segment(contact, policy.segment):
+            continue
+        return policy
+    return None
+
+
+def response_hours(policy: SlaPolicy | None) -> float:
+    """Return the business hours a policy (or the default) gives to respond."""
+    if policy is None:
+        return float(conf.get("NURTURE_HANDOFF_SLA_HOURS"))
+    return policy.response_business_hours
+
+
 def hand_off(contact: Contact, *, now: dt.datetime, actor=None) -> Handoff | None:
     """Pass a contact to the rep routing picks, with context and an SLA.
 
-    Return the contact's open handoff when there already is one, and None
-    when no routing rule finds a free rep.
+    The deadline is counted in the chosen rep's business hours. Return the
+    contact's open handoff when there already is one, and None when no
+    routing rule finds a free rep.
     """
     existing = Handoff.objects.pending().filter(contact=contact).first()
     if existing is not None:
         return existing
-    decision = route_contact(contact, now=now)
-    if decision.user is None:
+
+    policy = sla_policy_for(contact)
+    try:
+        with transaction.atomic():
+            decision = choose_assignee(contact, now=now)
+            if decision.user is None:
+                handoff = None
+            else:
+                sla_due_at = add_business_hours(
+                    calendar_for(decision.rep), now, response_hours(policy)
+                )
+                handoff = Handoff.objects.create(
+                    contact=contact,
+                    assignee=decision.user,
+                    routing_rule=decision.rule,
+                    routing_reason=decision.reason,
+                    sla_policy=policy,
+                    context=build_context(contact, now=now),
+                    created_at=now,
+                    sla_due_at=sla_due_at,
+                )
+                _take_over(contact, handoff, now=now)
+                enqueue_webhook("handoff.created", webhook_payload(handoff), now=now)
+    except IntegrityError:
+        # Someone handed the contact off meanwhile: theirs is the open one.
+        return Handoff.objects.pending().filter(contact=contact).first()
+
+    if handoff is None:
         # Not an error: the lead waits, and hand_off_waiting_leads retries it
         # when a rep has room. Callers report waiting leads in aggregate.
         logger.info(
@@ -120,34 +227,7 @@ def hand_off(contact: Contact, *, now: dt.datetime, actor=None) -> Handoff | Non
             extra={"contact_id": contact.pk},
         )
         return None
-
-    # TODO(#5): count the SLA in the rep's business hours; remove when
-    # working hours are modelled per rep.
-    sla_due_at = now + dt.timedelta(hours=conf.get("NURTURE_HANDOFF_SLA_HOURS"))
-    try:
-        with transaction.atomic():
-            handoff = Handoff.objects.create(
-                contact=contact,
-                assignee=decision.user,
-                routing_rule=decision.rule,
-                routing_reason=decision.reason,
-                context=build_context(contact, now=now),
-                created_at=now,
-                sla_due_at=sla_due_at,
-            )
-            _take_over(contact, handoff, decision.rep, now=now)
-    except IntegrityError:
-        # Someone handed the contact off meanwhile: theirs is the open one.
-        return Handoff.objects.pending().filter(contact=contact).first()
-
-    _notify(
-        decision.user.email,
-        f"New lead for you: {contact} (respond by {sla_due_at:%Y-%m-%d %H:%M} UTC)",
-        f"{contact} has been handed to you by the nurture programme.\n"
-        f"Routing: {decision.reason}\n"
-        f"Please accept or reject by {sla_due_at:%Y-%m-%d %H:%M} UTC:\n"
-        f"{handoff_url(handoff)}\n",
-    )
+    _notify_assignee(handoff, decision.rep, headline="New lead for you")
     logger.info(
         "Contact handed off",
         extra={"handoff_id": handoff.pk, "contact_id": contact.pk},
@@ -173,12 +253,12 @@ def hand_off_waiting_leads(*, now: dt.datetime, limit: int = 500) -> int:
         .select_related("account")
         .order_by("mql_at", "pk")[:limit]
     )
-    router = Router.load()
+    router = Router.load(now=now)
     routable = []
     for contact in waiting:
         decision = router.route(contact)
         if decision.rep is not None:
-            router.reserve(decision.rep, now=now)
+            router.reserve(decision.rep, now=now, team=decision.team)
             routable.append(contact)
 
     handed = sum(hand_off(contact, now=now) is not None for contact in routable)
@@ -206,11 +286,10 @@ def free_handoff_capacity() -> int:
     return sum(max(capacity - open_, 0) for capacity, open_ in reps)
 
 
-def _take_over(contact: Contact, handoff: Handoff, rep, *, now: dt.datetime):
+def _take_over(contact: Contact, handoff: Handoff, *, now: dt.datetime):
     """Make the rep the owner, stop nurture and put a follow-up in their queue."""
     contact.owner = handoff.assignee
     contact.save(update_fields=["owner", "updated_at"])
-    record_assignment(rep, now=now)
     exit_enrollments(
         [contact.pk],
         Enrollment.ExitReason.HANDOFF,
@@ -219,12 +298,16 @@ def _take_over(contact: Contact, handoff: Handoff, rep, *, now: dt.datetime):
             "pk", flat=True
         ),
     )
-    Task.objects.create(
-        contact=contact,
+    _create_follow_up(handoff, now=now)
+
+
+def _create_follow_up(handoff: Handoff, *, now: dt.datetime) -> Task:
+    return Task.objects.create(
+        contact=handoff.contact,
         assignee=handoff.assignee,
         handoff=handoff,
         type=Task.Type.FOLLOW_UP,
-        title=f"Accept or reject the handoff of {contact}"[:255],
+        title=f"Accept or reject the handoff of {handoff.contact}"[:255],
         instructions=handoff.routing_reason,
         due_at=handoff.sla_due_at,
         created_at=now,
@@ -234,11 +317,18 @@ def _take_over(contact: Contact, handoff: Handoff, rep, *, now: dt.datetime):
 def build_context(contact: Contact, *, now: dt.datetime) -> dict:
     """Snapshot what a rep needs to pick up the lead.
 
-    The outcome held out from the source system is never part of it.
+    Score and why, recent engagement, content consumed, the cadence touches
+    already made with their outcomes, open tasks, the contact's and the
+    account's attributes, and the account's other open handoffs. The
+    outcome held out from the source system is never part of it, nor are
+    email addresses or phone numbers (the contact page has those).
     """
     from .scoring import current_intent
 
-    events = contact.events.order_by("-occurred_at", "-id")[:10]
+    events = contact.events.order_by("-occurred_at", "-id")[:CONTEXT_EVENTS]
+    content = contact.events.filter(
+        type=EngagementEvent.Type.CONTENT_DOWNLOAD
+    ).order_by("-occurred_at", "-id")[:CONTEXT_CONTENT]
     touches = contact.touches.select_related("step").order_by("-created_at", "-id")
     tasks = contact.tasks.open().order_by("due_at", "id")
     return {
@@ -251,6 +341,20 @@ def build_context(contact: Contact, *, now: dt.datetime) -> dict:
         "account": contact.account.name if contact.account_id else "",
         "lifecycle_stage": contact.lifecycle_stage,
         "lead_source": contact.lead_source,
+        "contact_attributes": {
+            "title": contact.title,
+            "occupation": contact.occupation,
+            "specialization": contact.specialization,
+            "city": contact.city,
+            "country": contact.country,
+            "time_zone": contact.time_zone,
+            "lead_origin": contact.lead_origin,
+            "mql_at": _iso(contact.mql_at),
+        },
+        # TODO(#5): no enrichment provider yet; the imported attributes stand
+        # in. Remove when an enrichment service fills this.
+        "enrichment": contact.attributes,
+        "account_attributes": _account_attributes(contact.account),
         "events": [
             {
                 "type": event.type,
@@ -259,91 +363,340 @@ def build_context(contact: Contact, *, now: dt.datetime) -> dict:
             }
             for event in events
         ],
+        "content": [
+            {
+                "title": str(
+                    event.properties.get("title")
+                    or event.properties.get("asset")
+                    or event.properties.get("url")
+                    or "Content download"
+                ),
+                "occurred_at": event.occurred_at.isoformat(),
+            }
+            for event in content
+        ],
         "touches": [
             {
                 "step": str(touch.step),
                 "channel": touch.channel,
                 "status": touch.status,
                 "outcome": touch.outcome,
-                "sent_at": touch.sent_at.isoformat() if touch.sent_at else None,
+                "sent_at": _iso(touch.sent_at),
+                "opened_at": _iso(touch.opened_at),
+                "clicked_at": _iso(touch.clicked_at),
+                "replied_at": _iso(touch.replied_at),
+                "bounced_at": _iso(touch.bounced_at),
             }
-            for touch in touches
+            for touch in touches[:CONTEXT_TOUCHES]
             if touch.status != Touch.Status.SKIPPED
         ],
         "open_tasks": [
             {"type": task.type, "title": task.title, "due_at": task.due_at.isoformat()}
             for task in tasks
         ],
+        "account_open_handoffs": _account_open_handoffs(contact),
     }
 
 
-def enforce_handoff_slas(*, now: dt.datetime) -> int:
-    """Flag handoffs past their SLA and escalate each to the rep's manager.
+def _account_attributes(account) -> dict:
+    if account is None:
+        return {}
+    return {
+        "name": account.name,
+        "domain": account.domain,
+        "industry": account.industry,
+        "employee_count": account.employee_count,
+        "annual_revenue": (
+            str(account.annual_revenue) if account.annual_revenue is not None else None
+        ),
+        "country": account.country,
+        "tier": account.tier,
+        "technographics": account.technographics,
+    }
 
-    Every handoff is flipped from pending to breached by a conditional
-    update, and only the sweep whose update flipped it escalates, so two
-    sweeps never escalate one breach twice. Return how many were escalated.
-    """
-    due = list(
-        Handoff.objects.breached(now)
-        .select_related("contact", "assignee__rep__manager__user")
-        .order_by("sla_due_at", "pk")
+
+def _account_open_handoffs(contact: Contact) -> list[dict]:
+    if not contact.account_id:
+        return []
+    others = (
+        Handoff.objects.pending()
+        .filter(contact__account_id=contact.account_id)
+        .exclude(contact=contact)
+        .select_related("contact", "assignee")
+        .order_by("created_at", "id")[:20]
     )
-
-    flipped = []
-    for handoff in due:
-        manager = _manager_user(handoff)
-        won = Handoff.objects.filter(
-            pk=handoff.pk, status=Handoff.Status.PENDING
-        ).update(status=Handoff.Status.BREACHED, breached_at=now, escalated_to=manager)
-        if won:
-            handoff.escalated_to = manager
-            flipped.append(handoff)
-
-    escalated = [h for h in flipped if h.escalated_to is not None]
-    Task.objects.bulk_create(
-        Task(
-            contact=h.contact,
-            assignee=h.escalated_to,
-            handoff=h,
-            type=Task.Type.ESCALATION,
-            title=f"SLA breached: {h.assignee} has not answered the handoff "
-            f"of {h.contact}"[:255],
-            due_at=now,
-            created_at=now,
-        )
-        for h in escalated
-    )
-    messages = [
-        (
-            f"SLA breached: handoff of {h.contact} to {h.assignee}",
-            f"{h.assignee} did not accept or reject the handoff of {h.contact} "
-            f"by {h.sla_due_at:%Y-%m-%d %H:%M} UTC.\n{handoff_url(h)}\n",
-            settings.DEFAULT_FROM_EMAIL,
-            [h.escalated_to.email],
-        )
-        for h in escalated
-        if h.escalated_to.email
+    return [
+        {
+            "handoff_id": other.pk,
+            "contact": str(other.contact),
+            "assignee": str(other.assignee) if other.assignee else "",
+            "status": other.status,
+            "created_at": other.created_at.isoformat(),
+            "sla_due_at": other.sla_due_at.isoformat(),
+        }
+        for other in others
     ]
-    if messages:
-        transaction.on_commit(lambda: send_mass_mail(messages, fail_silently=False))
 
-    for handoff in flipped:
-        if handoff.escalated_to is None:
-            logger.warning(
-                "Breached handoff has no manager to escalate to",
-                extra={"handoff_id": handoff.pk},
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# SLA sweep -----------------------------------------------------------------
+
+
+@dataclass
+class SlaSweepResult:
+    """What one SLA sweep did: breaches flagged and escalation steps run."""
+
+    breached: int = 0
+    steps: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"breached": self.breached, "steps": len(self.steps)}
+
+
+def escalation_chain(policy: SlaPolicy | None) -> list[dict]:
+    """Return the steps a breach escalates through, in order."""
+    if policy is None:
+        chain = conf.get("NURTURE_DEFAULT_ESCALATION_CHAIN")
+    else:
+        chain = policy.escalation_chain or []
+    return [
+        step for step in chain if step.get("action") in HandoffEscalation.Action.values
+    ]
+
+
+def enforce_handoff_slas(*, now: dt.datetime) -> SlaSweepResult:
+    """Flag handoffs past their deadline and run their due escalation steps.
+
+    A pending handoff past ``sla_due_at`` is flipped to breached by a
+    conditional update (only the sweep that flips it reports the breach),
+    with ``breached_at`` set to the deadline itself so that steps fall due
+    at the same moments however late the sweep runs. Each step of the
+    chain falls due ``after_business_hours`` of the assignee after the
+    breach. A sweep runs every due step in order, the reminder too when the
+    reassignment is also due: each leaves its record and tells someone what
+    happened. Each step inserts its HandoffEscalation row, unique per
+    (handoff, level), under a lock on the handoff before acting, so two
+    sweeps at once, or catching up after an outage, run it exactly once.
+    """
+    result = SlaSweepResult()
+    for handoff in Handoff.objects.breached(now).order_by("sla_due_at", "pk"):
+        with transaction.atomic():
+            flipped = Handoff.objects.filter(
+                pk=handoff.pk, status=Handoff.Status.PENDING
+            ).update(status=Handoff.Status.BREACHED, breached_at=handoff.sla_due_at)
+            if flipped:
+                handoff.status = Handoff.Status.BREACHED
+                handoff.breached_at = handoff.sla_due_at
+                enqueue_webhook("handoff.breached", webhook_payload(handoff), now=now)
+                result.breached += 1
+
+    open_breaches = Handoff.objects.filter(
+        status=Handoff.Status.BREACHED
+    ).select_related("sla_policy")
+    for handoff in open_breaches.order_by("breached_at", "pk"):
+        chain = escalation_chain(handoff.sla_policy)
+        if handoff.escalation_level >= len(chain):
+            continue
+        result.steps += _run_due_steps(handoff.pk, chain, now=now)
+
+    if result.breached or result.steps:
+        logger.info(
+            "SLA sweep flagged %d breaches and ran %d escalation steps",
+            result.breached,
+            len(result.steps),
+        )
+    return result
+
+
+def _run_due_steps(
+    handoff_id: int, chain: list[dict], *, now: dt.datetime
+) -> list[tuple[int, int, str]]:
+    done = []
+    while True:
+        with transaction.atomic():
+            handoff = (
+                Handoff.objects.select_for_update()
+                .filter(pk=handoff_id, status=Handoff.Status.BREACHED)
+                .first()
             )
-    if flipped:
-        logger.info("Flagged %d breached handoffs", len(flipped))
-    return len(flipped)
+            if handoff is None or handoff.escalation_level >= len(chain):
+                return done
+            level = handoff.escalation_level + 1
+            step = chain[level - 1]
+            rep = _rep_of(handoff.assignee_id)
+            due_at = add_business_hours(
+                calendar_for(rep),
+                handoff.breached_at,
+                float(step.get("after_business_hours", 0)),
+            )
+            if due_at > now:
+                return done
+
+            escalation, created = HandoffEscalation.objects.get_or_create(
+                handoff=handoff,
+                level=level,
+                defaults={
+                    "action": step["action"],
+                    "happened_at": now,
+                    "from_user_id": handoff.assignee_id,
+                },
+            )
+            if not created:
+                return done
+            ACTIONS[step["action"]](handoff, escalation, rep, now=now)
+            handoff.escalation_level = level
+            handoff.save(update_fields=["escalation_level"])
+        done.append((handoff_id, level, step["action"]))
 
 
-def _manager_user(handoff: Handoff):
-    rep = getattr(handoff.assignee, "rep", None) if handoff.assignee else None
-    if rep is None or rep.manager is None:
+def _remind(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> None:
+    """Remind the assignee: a task due now and an email."""
+    contact = handoff.contact
+    Task.objects.create(
+        contact=contact,
+        assignee=handoff.assignee,
+        handoff=handoff,
+        type=Task.Type.FOLLOW_UP,
+        title=f"Overdue: accept or reject the handoff of {contact}"[:255],
+        due_at=now,
+        created_at=now,
+    )
+    escalation.to_user_id = handoff.assignee_id
+    escalation.save(update_fields=["to_user"])
+    if handoff.assignee is not None:
+        _notify(
+            handoff.assignee.email,
+            f"Overdue: the handoff of {contact} waits for you",
+            f"The response time for {contact} passed at "
+            f"{handoff.sla_due_at:%Y-%m-%d %H:%M} UTC. Please accept or "
+            f"reject it now:\n{handoff_url(handoff)}\n",
+        )
+    enqueue_webhook(
+        "handoff.escalated",
+        webhook_payload(handoff, action=escalation.action, level=escalation.level),
+        now=now,
+    )
+
+
+def _reassign(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> None:
+    """Give the handoff to the next rep by the same rules, with a fresh SLA."""
+    contact = handoff.contact
+    excluded = [handoff.assignee_id] if handoff.assignee_id else []
+    decision = choose_assignee(contact, now=now, exclude_user_ids=excluded)
+    if decision.user is None:
+        escalation.note = "no other rep is free; the handoff stays"
+        escalation.save(update_fields=["note"])
+        logger.warning(
+            "No rep to reassign a breached handoff to",
+            extra={"handoff_id": handoff.pk},
+        )
+        return
+
+    previous = handoff.assignee
+    handoff.assignee = decision.user
+    handoff.routing_rule = decision.rule
+    handoff.routing_reason = f"Reassigned after an SLA breach: {decision.reason}"
+    handoff.sla_due_at = add_business_hours(
+        calendar_for(decision.rep), now, response_hours(handoff.sla_policy)
+    )
+    handoff.save(
+        update_fields=["assignee", "routing_rule", "routing_reason", "sla_due_at"]
+    )
+    contact.owner = decision.user
+    contact.save(update_fields=["owner", "updated_at"])
+    _close_handoff_tasks(handoff, now=now, status=Task.Status.CANCELLED)
+    _create_follow_up(handoff, now=now)
+
+    escalation.to_user = decision.user
+    escalation.note = f"from {previous} to {decision.user}"[:255]
+    escalation.save(update_fields=["to_user", "note"])
+    _notify_assignee(handoff, decision.rep, headline="Lead reassigned to you")
+    enqueue_webhook(
+        "handoff.reassigned",
+        webhook_payload(
+            handoff,
+            level=escalation.level,
+            from_user_id=previous.pk if previous else None,
+        ),
+        now=now,
+    )
+
+
+def _notify_manager(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> None:
+    """Tell the assignee's manager: an escalation task and an email."""
+    manager = rep.manager.user if rep is not None and rep.manager else None
+    if manager is None:
+        escalation.note = "the rep has no manager"
+        escalation.save(update_fields=["note"])
+        logger.warning(
+            "Breached handoff has no manager to escalate to",
+            extra={"handoff_id": handoff.pk},
+        )
+        return
+
+    contact = handoff.contact
+    handoff.escalated_to = manager
+    handoff.save(update_fields=["escalated_to"])
+    Task.objects.create(
+        contact=contact,
+        assignee=manager,
+        handoff=handoff,
+        type=Task.Type.ESCALATION,
+        title=f"SLA breached: {handoff.assignee} has not answered the handoff "
+        f"of {contact}"[:255],
+        due_at=now,
+        created_at=now,
+    )
+    escalation.to_user = manager
+    escalation.save(update_fields=["to_user"])
+    _notify(
+        manager.email,
+        f"SLA breached: handoff of {contact} to {handoff.assignee}",
+        f"{handoff.assignee} did not accept or reject the handoff of {contact} "
+        f"by {handoff.sla_due_at:%Y-%m-%d %H:%M} UTC.\n{handoff_url(handoff)}\n",
+    )
+    enqueue_webhook(
+        "handoff.escalated",
+        webhook_payload(handoff, action=escalation.action, level=escalation.level),
+        now=now,
+    )
+
+
+ACTIONS = {
+    HandoffEscalation.Action.REMIND: _remind,
+    HandoffEscalation.Action.REASSIGN: _reassign,
+    HandoffEscalation.Action.NOTIFY_MANAGER: _notify_manager,
+}
+
+
+def _rep_of(user_id: int | None) -> Rep | None:
+    if user_id is None:
         return None
-    return rep.manager.user
+    return (
+        Rep.objects.select_related("user", "manager__user")
+        .filter(user_id=user_id)
+        .first()
+    )
+
+
+# Notifications --------------------------------------------------------------
+
+
+def webhook_payload(handoff: Handoff, **extra) -> dict:
+    """Describe a handoff for integrations: ids, people, deadlines, link."""
+    return {
+        "handoff_id": handoff.pk,
+        "contact_id": handoff.contact_id,
+        "assignee_id": handoff.assignee_id,
+        "status": handoff.status,
+        "created_at": handoff.created_at,
+        "sla_due_at": handoff.sla_due_at,
+        "url": handoff_url(handoff),
+        **extra,
+    }
 
 
 def handoff_url(handoff: Handoff) -> str:
@@ -353,6 +706,21 @@ def handoff_url(handoff: Handoff) -> str:
     except NoReverseMatch:
         path = f"/admin/nurture/handoff/{handoff.pk}/change/"
     return settings.SITE_URL.rstrip("/") + path
+
+
+def _notify_assignee(handoff: Handoff, rep: Rep | None, *, headline: str) -> None:
+    """Email the assignee the lead, the deadline in their own time and a link."""
+    zone = calendar_for(rep).zone
+    local_due = handoff.sla_due_at.astimezone(zone)
+    due_text = f"{local_due:%Y-%m-%d %H:%M} {zone.key}"
+    _notify(
+        handoff.assignee.email,
+        f"{headline}: {handoff.contact} (respond by {due_text})",
+        f"{handoff.contact} has been handed to you by the nurture programme.\n"
+        f"Routing: {handoff.routing_reason}\n"
+        f"Please accept or reject by {due_text}:\n"
+        f"{handoff_url(handoff)}\n",
+    )
 
 
 def _notify(recipient: str, subject: str, body: str) -> None:
