@@ -42,7 +42,9 @@ def change_stage(
     """Move a contact to another lifecycle stage and record the move.
 
     Return None when the contact is already there; raise
-    StageTransitionError for a move the lifecycle does not allow.
+    StageTransitionError for a move the lifecycle does not allow. Moving to
+    recycled clears ``mql_at`` and ``sql_at``, which re-arms the MQL and SQL
+    thresholds; nothing else is lost.
     """
     from_stage = contact.lifecycle_stage
     if from_stage == to_stage:
@@ -60,6 +62,11 @@ def change_stage(
     if to_stage == S.SQL and contact.sql_at is None:
         contact.sql_at = now
         update_fields.append("sql_at")
+    if to_stage == S.RECYCLED:
+        # Re-arm the thresholds: the next crossing qualifies the lead again.
+        # When it qualified before stays in the StageChange history.
+        contact.mql_at = contact.sql_at = None
+        update_fields += ["mql_at", "sql_at"]
     with transaction.atomic():
         contact.save(update_fields=update_fields)
         change = StageChange.objects.create(

@@ -30,8 +30,8 @@ def test_programme_is_created_once_and_rerun_changes_nothing():
 
     second = ensure_default_programme()
 
-    assert first["cadences"] == ["MQL nurture"]
-    assert len(first["steps"]) == 6
+    assert first["cadences"] == ["MQL nurture", "Re-engagement"]
+    assert len(first["steps"]) == 6 + 2
     assert first["scoring_models"] == ["Default"]
     assert all(names == [] for names in second.values())
     assert counts == (
@@ -106,7 +106,7 @@ def test_setup_programme_command_prints_what_it_created(capsys):
     """The command reports counts per kind and is quiet on a re-run."""
     call_command("setup_programme")
     out = capsys.readouterr().out
-    assert "cadences: 1 created" in out
+    assert "cadences: 2 created" in out
     assert "+ MQL nurture" in out
 
     call_command("setup_programme")

@@ -111,6 +111,36 @@ CADENCE_STEPS = [
     ),
 ]
 
+RE_ENGAGEMENT_CADENCE = "Re-engagement"
+
+# Recycled leads and stale deals; recycling delays the first step by
+# NURTURE_RECYCLE_AFTER_DAYS (see nurture.services.lifecycle).
+RE_ENGAGEMENT_STEPS = [
+    (
+        1,
+        "Checking back in",
+        Channel.EMAIL,
+        0,
+        DAYS,
+        "Is now a better time, {{ greeting_name }}?",
+        "Hi {{ greeting_name }},\n\n"
+        "When we last spoke the timing was not right. A few things have "
+        "changed since: new intakes, shorter formats and more ways to pay.\n\n"
+        "If you would like a fresh look, reply and I will send the options "
+        "that fit you now.\n\n" + SIGNATURE,
+    ),
+    (
+        2,
+        "Re-engagement call",
+        Channel.CALL,
+        5,
+        BUSINESS_DAYS,
+        "",
+        "Call {{ greeting_name }}: ask whether their plans changed since "
+        "they were recycled and whether a counselling session would help.",
+    ),
+]
+
 # (name, kind, field, operator, value, event_type, points)
 SCORING_RULES = [
     # Fit: who the lead is and how they reached us.
@@ -179,6 +209,7 @@ def ensure_default_programme() -> dict[str, list[str]]:
     }
     with transaction.atomic():
         _ensure_cadence(created)
+        _ensure_re_engagement(created)
         _ensure_scoring(created)
         _ensure_routing(created)
     logger.info(
@@ -205,6 +236,39 @@ def _ensure_cadence(created: dict[str, list[str]]) -> None:
     if new:
         created["cadences"].append(cadence.name)
     for position, name, channel, wait, unit, subject, text in CADENCE_STEPS:
+        is_email = channel == Channel.EMAIL
+        _, new = Step.objects.get_or_create(
+            cadence=cadence,
+            position=position,
+            defaults={
+                "name": name,
+                "channel": channel,
+                "wait_amount": wait,
+                "wait_unit": unit,
+                "subject": subject,
+                "body": text if is_email else "",
+                "task_instructions": "" if is_email else text,
+            },
+        )
+        if new:
+            created["steps"].append(name)
+
+
+def _ensure_re_engagement(created: dict[str, list[str]]) -> None:
+    cadence, new = Cadence.objects.get_or_create(
+        name=RE_ENGAGEMENT_CADENCE,
+        defaults={
+            "description": "Win back recycled leads and stale deals.",
+            "send_window_start": dt.time(8, 0),
+            "send_window_end": dt.time(18, 0),
+            "send_weekdays": [1, 2, 3, 4, 5],
+            "reenrollment": Cadence.Reenrollment.AFTER_DAYS,
+            "reenroll_after_days": 30,
+        },
+    )
+    if new:
+        created["cadences"].append(cadence.name)
+    for position, name, channel, wait, unit, subject, text in RE_ENGAGEMENT_STEPS:
         is_email = channel == Channel.EMAIL
         _, new = Step.objects.get_or_create(
             cadence=cadence,

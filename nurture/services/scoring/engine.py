@@ -235,7 +235,9 @@ def _score(
             crossings.hand_raised.add(contact.pk)
         for model in models:
             score = stored.get((contact.pk, model.pk))
-            before = score.total_score if score else 0
+            # Compare against the stored score decayed to now: a lead whose
+            # intent faded below the threshold crosses it again.
+            before = _total_now(score, model, now) if score else 0
             if score is None or full:
                 score = _fresh_score(contact, model, seed=not full)
             fold_events(model, score, contact, events, now=now)
@@ -313,6 +315,13 @@ def fold_events(
     score.explanation = fit + intent_hits[-EXPLAINED_INTENT_HITS:]
     score.rule_points = rule_points
     score.updated_at = now
+
+
+def _total_now(score: ContactScore, model: ScoringModel, now: dt.datetime) -> int:
+    intent = decayed(
+        score.intent_score, score.intent_scored_at, now, model.intent_half_life_days
+    )
+    return score.fit_score + round(intent)
 
 
 def _note_crossing(crossings, model, contact_id, before, after) -> None:
