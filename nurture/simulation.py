@@ -6,6 +6,10 @@ click and reply, and reps who work their tasks and accept some handoffs in
 time while letting others lapse. Every random choice comes from one seeded
 generator, so a run can be repeated.
 
+Mail is never delivered: the run swaps in Django's in-memory email backend,
+so simulated sends reach no inbox (and no SMTP server) whatever the
+settings say.
+
 Nothing here reads ``Contact.known_converted``: that is the held-out truth.
 Only ``funnel_report`` compares against it, after the run.
 """
@@ -17,7 +21,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from django.core import mail
 from django.db.models import Count, Q
+from django.test.utils import override_settings
 
 from crm.models import Contact, EngagementEvent, Rep
 from nurture.models import Cadence, Channel, Enrollment, Handoff, Task, Touch
@@ -39,6 +45,7 @@ from nurture.services.tasks import complete_task
 logger = logging.getLogger(__name__)
 
 DEFAULT_CADENCE = "MQL nurture"
+IN_MEMORY_EMAIL = "django.core.mail.backends.locmem.EmailBackend"
 MAX_BATCHES_PER_TICK = 200
 
 
@@ -68,6 +75,7 @@ class SimulationResult:
     events_scored: int = 0
     sla_breaches: int = 0
     ticks: int = 0
+    emails_built: int = 0
     dispatch: Counter = field(default_factory=Counter)
 
 
@@ -95,8 +103,14 @@ class Simulation:
 
     def run(self) -> SimulationResult:
         """Enroll the leads, then run every tick until the end of the period."""
+        with override_settings(EMAIL_BACKEND=IN_MEMORY_EMAIL):
+            mail.outbox = []
+            return self._run()
+
+    def _run(self) -> SimulationResult:
         ensure_default_programme()
-        self.result.enrolled = self.enroll_leads(now=self.start)
+        self.enroll_leads(now=self.start)
+        self.result.enrolled = Enrollment.objects.active().count()
         self.rep_zones = {
             rep.user_id: zone_or_utc(rep.time_zone)
             for rep in Rep.objects.filter(is_active=True)
@@ -109,6 +123,8 @@ class Simulation:
         now = self.start
         while now < self.end:
             self.step(now)
+            self.result.emails_built += len(mail.outbox)
+            mail.outbox.clear()
             now += self.tick
             self.result.ticks += 1
         return self.result

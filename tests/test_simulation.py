@@ -107,6 +107,7 @@ def test_only_reports_and_the_importer_name_the_held_out_field():
         "crm/importers/leads.py",  # stores the file's Converted column
         "crm/admin.py",  # shows it read-only, labelled as the imported outcome
         "nurture/simulation.py",  # funnel_report compares against it
+        "nurture/services/evaluation.py",  # measures scores against it
         "nurture/services/fields.py",  # refuses to hand it to scoring rules
     }
     offenders = [
@@ -133,3 +134,18 @@ def test_simulate_command_prints_the_funnel(pipeline):
     assert "Touches by channel and status" in text
     assert re.search(r"Handoffs: \d+ created, \d+ accepted", text)
     assert re.search(r"all imported leads \(base\)\s+33\.3%", text)
+
+
+def test_simulation_never_delivers_mail_through_the_configured_backend(
+    pipeline, settings, tmp_path
+):
+    """Simulated sends stay in memory even when a real backend is configured."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path / "outbox")
+
+    result = Simulation(start=START, days=3, seed=3).run()
+
+    assert result.emails_built > 0
+    assert not (tmp_path / "outbox").exists() or not any(
+        (tmp_path / "outbox").iterdir()
+    )

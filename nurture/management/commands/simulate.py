@@ -42,7 +42,8 @@ class Command(BaseCommand):
 
         self.stdout.write(
             f"{result.ticks} hourly ticks in {elapsed:.1f} s; "
-            f"{result.enrolled} contacts enrolled; "
+            f"{result.enrolled} active enrollments at the start; "
+            f"{result.emails_built} emails built (kept in memory, not sent); "
             f"{result.events_ingested} simulated events; "
             f"{result.events_scored} events scored; "
             f"{result.sla_breaches} SLA breaches escalated"
