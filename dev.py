@@ -59,14 +59,21 @@ def demo() -> int:
     manage("ensure_admin", "--username", "admin", "--password", password)
     manage("ensure_schedules")
 
-    cluster = subprocess.Popen([str(PYTHON), "manage.py", "qcluster"], cwd=ROOT)
+    # The children get their own session, so a terminal's Ctrl-C or a
+    # signal to this process group reaches only us, and we stop them in order.
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    cluster = subprocess.Popen(
+        [str(PYTHON), "manage.py", "qcluster"], cwd=ROOT, start_new_session=True
+    )
     server = subprocess.Popen(
         [str(PYTHON), "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"],
         cwd=ROOT,
+        start_new_session=True,
     )
     print(
         f"\n  Admin:    http://{HOST}:{PORT}/admin/\n"
         f"  API:      http://{HOST}:{PORT}/api/\n"
+        "            token: .venv/bin/python manage.py drf_create_token admin\n"
         f"  Login:    admin / {password}\n"
         "  The django-q2 cluster is sending touches, rescoring and sweeping SLAs.\n"
         "  Press Ctrl-C to stop.\n",
@@ -87,6 +94,10 @@ def demo() -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
     return 0
+
+
+def stop_on_signal(signum, frame):
+    raise KeyboardInterrupt
 
 
 def test(args: list[str]) -> int:

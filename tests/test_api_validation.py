@@ -189,3 +189,26 @@ def test_an_event_from_the_future_is_a_400(api):
 
     assert response.status_code == 400
     assert "occurred_at" in response.json()
+
+
+def test_the_api_front_page_lists_its_collections(api):
+    """/api/ answers with the address of every collection, not a 404."""
+    response = api.get("/api/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {
+        "contacts",
+        "accounts",
+        "events",
+        "cadences",
+        "enrollments",
+        "handoffs",
+    }
+    assert body["contacts"].endswith("/api/contacts/")
+
+
+def test_the_api_front_page_needs_a_token():
+    from rest_framework.test import APIClient
+
+    assert APIClient().get("/api/").status_code == 401
