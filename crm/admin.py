@@ -205,6 +205,9 @@ class AccountAdmin(admin.ModelAdmin):
         return account.contact_total
 
 
+SUPPRESSION_FLAGS = ("do_not_email", "do_not_call", "do_not_contact")
+
+
 @admin.register(Contact)
 class ContactAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelAdmin):
     owner_path = "owner"
@@ -313,6 +316,11 @@ class ContactAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelA
         # records the move; the form only sets it for a new contact.
         if obj is not None:
             fields = (*fields, "lifecycle_stage")
+        if not sees_all(request):
+            # Reps work their own leads: only a manager moves a lead to
+            # another rep, and a rep may add a suppression but never lift one.
+            lifted = [name for name in SUPPRESSION_FLAGS if getattr(obj, name, False)]
+            fields = (*fields, "owner", *lifted)
         return fields
 
     def get_fieldsets(self, request, obj=None):

@@ -204,3 +204,68 @@ def test_rep_in_the_sales_reps_group_works_their_queue(client):
     assert task.status == Task.Status.DONE
     assert handoff.status == Handoff.Status.ACCEPTED
     assert contact.lifecycle_stage == "sql"
+
+
+def contact_form_data(response) -> dict:
+    """Return the POST data the contact change form would submit as shown."""
+    form = response.context["adminform"].form
+    data = {}
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            if value:
+                data[name] = "on"
+            continue
+        data[name] = (
+            field.prepare_value(value) if hasattr(field, "prepare_value") else value
+        )
+    return data
+
+
+def test_rep_cannot_hand_their_contact_to_another_rep(client, team):
+    """Only a manager moves a lead between reps; a rep's form cannot."""
+    client.force_login(team["ana"].user)
+    contact = team["work"]["ana"]["contact"]
+    url = reverse("admin:crm_contact_change", args=[contact.pk])
+    data = contact_form_data(client.get(url))
+    data["owner"] = team["ben"].user.pk
+
+    client.post(url, data)
+
+    contact.refresh_from_db()
+    assert contact.owner == team["ana"].user
+
+
+def test_rep_may_add_a_suppression_but_not_lift_one(client, team):
+    """A rep can mark do-not-email; clearing it again takes a manager."""
+    client.force_login(team["ana"].user)
+    contact = team["work"]["ana"]["contact"]
+    url = reverse("admin:crm_contact_change", args=[contact.pk])
+
+    data = contact_form_data(client.get(url))
+    data["do_not_email"] = "on"
+    client.post(url, data)
+    contact.refresh_from_db()
+    assert contact.do_not_email is True
+
+    data = contact_form_data(client.get(url))
+    data.pop("do_not_email", None)
+    client.post(url, data)
+    contact.refresh_from_db()
+    assert contact.do_not_email is True
+
+
+def test_manager_can_move_a_contact_to_another_rep(client, team):
+    client.force_login(team["manager"].user)
+    contact = team["work"]["ana"]["contact"]
+    url = reverse("admin:crm_contact_change", args=[contact.pk])
+    data = contact_form_data(client.get(url))
+    data["owner"] = team["ben"].user.pk
+
+    response = client.post(url, data)
+
+    assert response.status_code == 302
+    contact.refresh_from_db()
+    assert contact.owner == team["ben"].user
