@@ -166,6 +166,29 @@ class RoutingRuleFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Routing rule {n}")
 
 
+class SegmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "nurture.Segment"
+
+    name = factory.Sequence(lambda n: f"Segment {n}")
+    filters = factory.LazyFunction(dict)
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "nurture.Team"
+
+    name = factory.Sequence(lambda n: f"Team {n}")
+
+
+class TeamMembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "nurture.TeamMembership"
+
+    team = factory.SubFactory(TeamFactory)
+    rep = factory.SubFactory(RepFactory)
+
+
 class HandoffFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Handoff
