@@ -14,9 +14,10 @@ from nurture.channels import (
     touch_message_id,
     touch_message_id_expression,
 )
-from nurture.models import Touch
+from nurture.models import StepVariant, Touch
 from nurture.services.dispatch import dispatch_due_touches
 from nurture.services.rendering import render_step_email
+from nurture.services.variants import choose_variant
 from nurture.tasks import dispatch_due_touches_task
 from tests.factories import (
     AccountFactory,
@@ -172,3 +173,66 @@ def test_the_dispatch_task_works_through_every_full_batch(settings):
     assert counts["sent"] == 5
     assert counts["completed_enrollments"] == 5
     assert len(mail.outbox) == 5
+
+
+def test_dispatch_stores_the_chosen_variant_and_sends_its_text():
+    """The touch records the contact's variant, and the email carries its subject."""
+    cadence = CadenceFactory()
+    step = StepFactory(cadence=cadence, position=1)
+    for label in ("A", "B"):
+        StepVariant.objects.create(
+            step=step, label=label, subject=f"Subject {label}", body=f"Body {label}"
+        )
+    enrollment = EnrollmentFactory(cadence=cadence, next_due_at=NOW)
+
+    dispatch_due_touches(now=NOW)
+
+    touch = Touch.objects.get()
+    expected = choose_variant(step, enrollment.contact)
+    assert touch.variant == expected
+    assert mail.outbox[0].subject == f"Subject {expected.label}"
+
+
+def test_dispatch_records_a_skip_condition_on_the_touch_and_moves_on():
+    """A LinkedIn step for a contact without a profile URL is skipped, with why."""
+    # Given a LinkedIn step that skips contacts without a URL, then an email
+    cadence = CadenceFactory()
+    StepFactory(
+        cadence=cadence, position=1, channel="linkedin",
+        skip_conditions=["no_linkedin_url"],
+    )  # fmt: skip
+    StepFactory(cadence=cadence, position=2)
+    enrollment = EnrollmentFactory(
+        cadence=cadence, contact=ContactFactory(linkedin_url=""), next_due_at=NOW
+    )
+
+    # When the dispatcher runs
+    result = dispatch_due_touches(now=NOW)
+
+    # Then the touch is skipped with the reason and the enrollment moves on
+    touch = Touch.objects.get()
+    assert (touch.status, touch.detail) == (
+        Touch.Status.SKIPPED, "no LinkedIn profile URL"
+    )  # fmt: skip
+    assert result.skipped == 1
+    enrollment.refresh_from_db()
+    assert enrollment.next_position == 2
+
+
+def test_dispatch_skips_an_email_when_the_previous_one_was_not_opened():
+    """ "previous_email_not_opened" reads the enrollment's own earlier touch."""
+    cadence = CadenceFactory()
+    first = StepFactory(cadence=cadence, position=1)
+    second = StepFactory(
+        cadence=cadence, position=2, skip_conditions=["previous_email_not_opened"]
+    )
+    enrollment = EnrollmentFactory(cadence=cadence, next_position=2, next_due_at=NOW)
+    TouchFactory(enrollment=enrollment, step=first, status=Touch.Status.SENT)
+
+    dispatch_due_touches(now=NOW)
+
+    touch = Touch.objects.get(step=second)
+    assert (touch.status, touch.detail) == (
+        Touch.Status.SKIPPED, "previous email not opened"
+    )  # fmt: skip
+    assert mail.outbox == []

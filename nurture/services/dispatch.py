@@ -41,7 +41,9 @@ from .frequency import FrequencyCap
 from .routing import assign_owners
 from .schedule import step_due_at
 from .send_window import next_send_time
+from .skips import load_histories, should_skip
 from .suppression import email_suppression, exit_reason
+from .variants import choose_variant
 from .zones import ResolvedZone, contact_country_code, resolve_zone
 
 logger = logging.getLogger(__name__)
@@ -195,8 +197,10 @@ class _Batch:
         )
         steps: dict[int, list[Step]] = defaultdict(list)
         cadence_ids = {e.cadence_id for e in enrollments}
-        for step in Step.objects.filter(cadence_id__in=cadence_ids).order_by(
-            "cadence_id", "position"
+        for step in (
+            Step.objects.filter(cadence_id__in=cadence_ids)
+            .prefetch_related("variants")
+            .order_by("cadence_id", "position")
         ):
             steps[step.cadence_id].append(step)
         touches = {
@@ -208,7 +212,11 @@ class _Batch:
             )
         }
         cap = FrequencyCap.load({e.contact_id for e in enrollments}, now=now)
-        return cls(enrollments, steps, touches, cap, now=now)
+        batch = cls(enrollments, steps, touches, cap, now=now)
+        # Skip conditions read the batch's email history, loaded once.
+        conditional = any(s.skip_conditions for group in steps.values() for s in group)
+        batch.histories = load_histories(ids) if conditional else {}
+        return batch
 
     def current_step(self, enrollment: Enrollment) -> Step | None:
         # A step deleted since enrollment is passed over, not waited for.
@@ -278,7 +286,9 @@ class _Batch:
                 self.deferred[opening].append(enrollment.pk)
                 return
 
-        skip = self._skip_reason(step, contact)
+        skip = self._skip_reason(step, contact) or should_skip(
+            step, contact, self.histories.get(enrollment.pk)
+        )
         if skip:
             if touch is not None:
                 # Opted out between a failed attempt and its retry.
@@ -370,6 +380,9 @@ class _Batch:
             created_at=self.now,
             attempts=1 if status == Touch.Status.SENDING else 0,
             local_zone=zone.label,
+            variant=choose_variant(step, enrollment.contact)
+            if step.channel == Channel.EMAIL
+            else None,
         )
 
     def record_touches(self):
