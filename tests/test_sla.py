@@ -215,3 +215,25 @@ def test_two_sweeps_at_once_escalate_each_step_once(team):
     assert HandoffEscalation.objects.count() == 3 * len(handoffs)
     assert Task.objects.filter(type=Task.Type.ESCALATION).count() == len(handoffs)
     assert set(Handoff.objects.values_list("escalation_level", flat=True)) == {3}
+
+
+@pytest.mark.django_db
+def test_default_programme_adds_the_default_sla_policy_once():
+    """The default policy is created once and an operator's edit is kept."""
+    from nurture.services.programme import ensure_default_programme
+
+    first = ensure_default_programme()
+    SlaPolicy.objects.filter(name__startswith="First touch").update(
+        response_business_hours=6
+    )
+    second = ensure_default_programme()
+
+    (policy,) = SlaPolicy.objects.all()
+    assert first["sla_policies"] == [policy.name]
+    assert second["sla_policies"] == []
+    assert policy.response_business_hours == 6
+    assert [s["action"] for s in policy.escalation_chain] == [
+        "remind",
+        "reassign",
+        "notify_manager",
+    ]

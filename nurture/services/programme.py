@@ -20,6 +20,7 @@ from nurture.models import (
     RoutingRule,
     ScoringModel,
     ScoringRule,
+    SlaPolicy,
     Step,
 )
 
@@ -206,12 +207,14 @@ def ensure_default_programme() -> dict[str, list[str]]:
         "scoring_models": [],
         "scoring_rules": [],
         "routing_rules": [],
+        "sla_policies": [],
     }
     with transaction.atomic():
         _ensure_cadence(created)
         _ensure_re_engagement(created)
         _ensure_scoring(created)
         _ensure_routing(created)
+        _ensure_sla_policy(created)
     logger.info(
         "Default programme ensured: %s",
         {kind: len(names) for kind, names in created.items()},
@@ -329,3 +332,30 @@ def _ensure_routing(created: dict[str, list[str]]) -> None:
         )
         taken.add(position)
         created["routing_rules"].append(name)
+
+
+# The default SLA: first touch within 4 business hours of the rep; after a
+# breach remind at once, reassign after 2 more business hours and tell the
+# manager after 4. Position 1000 leaves room for operators' policies above.
+DEFAULT_SLA_POLICY = "First touch within 4 business hours"
+DEFAULT_ESCALATION_CHAIN = [
+    {"action": "remind", "after_business_hours": 0},
+    {"action": "reassign", "after_business_hours": 2},
+    {"action": "notify_manager", "after_business_hours": 4},
+]
+
+
+def _ensure_sla_policy(created: dict[str, list[str]]) -> None:
+    if SlaPolicy.objects.filter(name=DEFAULT_SLA_POLICY).exists():
+        return
+    taken = set(SlaPolicy.objects.values_list("position", flat=True))
+    position = 1000
+    while position in taken:
+        position += 1
+    SlaPolicy.objects.create(
+        position=position,
+        name=DEFAULT_SLA_POLICY,
+        response_business_hours=4,
+        escalation_chain=DEFAULT_ESCALATION_CHAIN,
+    )
+    created["sla_policies"].append(DEFAULT_SLA_POLICY)
