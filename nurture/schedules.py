@@ -15,6 +15,11 @@ ENGINE_SCHEDULES = {
     "nurture: enforce handoff SLAs": "nurture.tasks.enforce_handoff_slas_task",
     "nurture: deliver webhooks": "nurture.tasks.deliver_webhooks_task",
     "nurture: hand off waiting leads": "nurture.tasks.hand_off_waiting_leads_task",
+    "nurture: persist decayed scores": "nurture.tasks.decay_scores_task",
+    # Cheap and idempotent (two set-based updates), so it shares the interval.
+    "nurture: flag stale opportunities": (
+        "nurture.tasks.flag_stale_opportunities_task"
+    ),
     "nurture: resume returned enrollments": (
         "nurture.tasks.resume_returned_enrollments_task"
     ),

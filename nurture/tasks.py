@@ -8,8 +8,13 @@ from django.utils import timezone
 from nurture import conf
 from nurture.services.dispatch import DispatchResult, dispatch_due_touches
 from nurture.services.handoffs import enforce_handoff_slas, hand_off_waiting_leads
+from nurture.services.lifecycle import flag_stale_opportunities
 from nurture.services.out_of_office import resume_returned_enrollments
-from nurture.services.scoring import rescore_new_events
+from nurture.services.scoring import (
+    decay_scores,
+    rescore_new_events,
+    run_rescore_batch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,31 @@ def rescore_contacts_task() -> int:
         if time.monotonic() - started >= RESCORE_TIME_BUDGET_SECONDS:
             break
     return scored
+
+
+def rescore_model_task(job_id: int) -> bool:
+    """Work through a rescore job's batches; queue a follow-up if time runs out.
+
+    Return True when the job has more contacts left for the follow-up.
+    """
+    from django_q.tasks import async_task
+
+    started = time.monotonic()
+    while run_rescore_batch(job_id, now=timezone.now()):
+        if time.monotonic() - started >= RESCORE_TIME_BUDGET_SECONDS:
+            async_task("nurture.tasks.rescore_model_task", job_id)
+            return True
+    return False
+
+
+def decay_scores_task() -> int:
+    """Persist decayed intent for scores and accounts not written for a while."""
+    return decay_scores(now=timezone.now())
+
+
+def flag_stale_opportunities_task() -> int:
+    """Flag open opportunities that have gone quiet for too long."""
+    return flag_stale_opportunities(now=timezone.now())
 
 
 def enforce_handoff_slas_task() -> dict[str, int]:

@@ -30,7 +30,7 @@ def test_ensure_schedules_twice_leaves_one_schedule_per_task(settings):
     second = ensure_schedules()
 
     assert all(first.values()) and not any(second.values())
-    assert Schedule.objects.count() == len(ENGINE_SCHEDULES) == 5
+    assert Schedule.objects.count() == len(ENGINE_SCHEDULES) == 8
     for name, func in ENGINE_SCHEDULES.items():
         schedule = Schedule.objects.get(name=name)
         assert schedule.func == func
