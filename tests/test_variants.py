@@ -106,3 +106,21 @@ def test_variant_stats_count_sent_opened_clicked_replied(django_assert_num_queri
     assert stats["B"].sent_count == 1
     assert rate(stats["A"].opened_count, stats["A"].sent_count) == pytest.approx(2 / 3)
     assert rate(0, 0) is None
+
+
+def test_the_admin_lists_variant_rates_in_constant_queries(
+    admin_client, django_assert_max_num_queries
+):
+    """The variant changelist shows sends and rates without a query per row."""
+    step = StepFactory()
+    a = variant(step, "A")
+    TouchFactory(step=step, variant=a, status=Touch.Status.SENT, opened_at=NOW)
+    TouchFactory(step=step, variant=a, status=Touch.Status.SENT)
+    for label in ("B", "C", "D"):
+        variant(StepFactory(), label)
+
+    with django_assert_max_num_queries(8):
+        response = admin_client.get("/admin/nurture/stepvariant/")
+
+    assert response.status_code == 200
+    assert "50%" in response.content.decode()
