@@ -3,8 +3,14 @@
 import pytest
 
 from crm.models import Contact, EngagementEvent
-from nurture.models import Channel, ContentItem, Touch
+from nurture.models import Channel, ContentItem, Step, Touch
 from nurture.services.content import buyer_stage, next_content_for, offered_detail
+from nurture.services.programme import (
+    CADENCE_NAME,
+    CONTENT_ITEMS,
+    ensure_default_programme,
+)
+from nurture.services.rendering import render_step_email
 from tests.factories import (
     AccountFactory,
     ContactFactory,
@@ -127,3 +133,27 @@ def test_the_batch_costs_three_queries_whatever_its_size(django_assert_num_queri
         next_content_for(few)
     with django_assert_num_queries(3):
         next_content_for(many)
+
+
+def test_the_default_programme_offers_content_with_a_fallback():
+    """The default cadence's second email names an item, or reads fine without."""
+    # Given the default programme, run twice
+    first = ensure_default_programme()
+    again = ensure_default_programme()
+    step = Step.objects.get(cadence__name=CADENCE_NAME, name="Success stories")
+    student = ContactFactory(
+        first_name="Ravi", occupation="Student", lifecycle_stage=Contact.Stage.MQL
+    )
+
+    # When the step renders with and without a content item
+    best = next_content_for([student])[student.pk]
+    offered = render_step_email(step, student, content=best)
+    plain = render_step_email(step, student, content=None)
+
+    # Then the student gets the student story, and the fallback has no gap
+    assert len(first["content_items"]) == len(CONTENT_ITEMS)
+    assert again["content_items"] == []
+    assert best.title == "From student to data analyst in one year"
+    assert f"You may also like {best.title}: {best.url}" in offered.text
+    assert "You may also like" not in plain.text
+    assert "Hi Ravi," in plain.text

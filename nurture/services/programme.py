@@ -17,6 +17,7 @@ from django.db import transaction
 from nurture.models import (
     Cadence,
     Channel,
+    ContentItem,
     RoutingRule,
     ScoringModel,
     ScoringRule,
@@ -86,6 +87,8 @@ CADENCE_STEPS = [
         "Three alumni who started where you are now share what changed for "
         "them after the course{% if account %} (one of them also worked at "
         "a company like {{ account.name }}){% endif %}.\n\n"
+        "{% if content %}You may also like {{ content.title }}: "
+        "{{ content.url }}\n\n{% endif %}"
         "If any of it sounds like you, reply and I will set up a call.\n\n" + SIGNATURE,
     ),
     (
@@ -208,12 +211,14 @@ def ensure_default_programme() -> dict[str, list[str]]:
         "scoring_rules": [],
         "routing_rules": [],
         "sla_policies": [],
+        "content_items": [],
     }
     with transaction.atomic():
         _ensure_cadence(created)
         _ensure_re_engagement(created)
         _ensure_scoring(created)
         _ensure_routing(created)
+        _ensure_content(created)
         _ensure_sla_policy(created)
     logger.info(
         "Default programme ensured: %s",
@@ -359,3 +364,40 @@ def _ensure_sla_policy(created: dict[str, list[str]]) -> None:
         escalation_chain=DEFAULT_ESCALATION_CHAIN,
     )
     created["sla_policies"].append(DEFAULT_SLA_POLICY)
+
+
+# (title, path, kind, buyer stage, personas, priority): what the emails may
+# offer; "content" in a step's template picks the best unread one.
+CONTENT_ITEMS = [
+    ("Choosing an online course that fits a full-time job",
+     "guides/course-for-working-professionals", "guide", "awareness",
+     ["Working Professional"], 10),
+    ("Five skills employers ask for this year", "articles/skills-in-demand",
+     "article", "awareness", [], 50),
+    ("From student to data analyst in one year", "stories/student-to-analyst",
+     "case_study", "consideration", ["Student"], 10),
+    ("How a sales manager moved into product management",
+     "stories/sales-to-product", "case_study", "consideration",
+     ["Working Professional"], 10),
+    ("Webinar: a week on the programme, live", "webinars/a-week-on-the-programme",
+     "webinar", "consideration", [], 50),
+    ("Book a counselling session and tour the course platform",
+     "counselling", "demo", "decision", [], 50),
+]  # fmt: skip
+CONTENT_BASE_URL = "https://www.example.com/"
+
+
+def _ensure_content(created: dict[str, list[str]]) -> None:
+    for title, path, kind, stage, personas, priority in CONTENT_ITEMS:
+        _, new = ContentItem.objects.get_or_create(
+            title=title,
+            defaults={
+                "url": CONTENT_BASE_URL + path,
+                "kind": kind,
+                "buyer_stage": stage,
+                "personas": personas,
+                "priority": priority,
+            },
+        )
+        if new:
+            created["content_items"].append(title)
