@@ -55,7 +55,7 @@ def import_accounts(
     now = now or timezone.now()
     started = time.monotonic()
     report = ImportReport()
-    rows = read_rows(path, required=REQUIRED_COLUMNS)
+    rows = read_rows(path, required=REQUIRED_COLUMNS, report=report)
 
     parsed, first_row = [], {}
     for row in rows:

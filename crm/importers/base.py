@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import datetime as dt
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -24,6 +25,14 @@ from crm import conf
 T = TypeVar("T")
 
 DEFAULT_BATCH_SIZE = 1000
+
+# Bytes that are not UTF-8 come through as lone surrogates
+# (errors="surrogateescape"), so a bad row can be found and reported alone.
+UNDECODABLE = re.compile("[\udc80-\udcff]")
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+# Numbers beyond this are a broken cell, not a count or an amount.
+LARGEST_NUMBER = Decimal(10) ** 15
 
 # Values that exports use for "nothing chosen"; they mean blank everywhere.
 PLACEHOLDERS = frozenset({"select"})
@@ -98,19 +107,35 @@ class Row:
         return value
 
 
-def read_rows(path: str | os.PathLike, *, required: Sequence[str] = ()) -> list[Row]:
+def read_rows(
+    path: str | os.PathLike,
+    *,
+    required: Sequence[str] = (),
+    report: ImportReport | None = None,
+) -> list[Row]:
     """Read a CSV file into rows, or raise ImportFileError.
 
-    The file is decoded as UTF-8 with or without a byte-order mark; the csv
-    module, given ``newline=""``, accepts CRLF, LF and CR line endings and
-    quoted cells that span lines. Blank lines are skipped.
+    The file is decoded as UTF-8 with or without a byte-order mark (UTF-16
+    when it starts with a UTF-16 mark); the csv module, given ``newline=""``,
+    accepts CRLF, LF and CR line endings and quoted cells that span lines.
+    Blank lines are skipped. A row that is not valid text, or has a different
+    number of cells than the header, is left out and, when ``report`` is
+    given, recorded there with its line number, so one bad row never stops
+    the good ones.
     """
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with open(path, "rb") as raw:
+            start = raw.read(2)
+        encoding = "utf-16" if start in UTF16_MARKS else "utf-8-sig"
+        with open(
+            path, encoding=encoding, errors="surrogateescape", newline=""
+        ) as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
             if not header:
                 raise ImportFileError(f"{path} is empty")
+            if any(UNDECODABLE.search(name) for name in header):
+                raise ImportFileError(f"{path}: the header is not valid UTF-8 text")
             header = [name.strip() for name in header]
             missing = [name for name in required if name not in header]
             if missing:
@@ -122,13 +147,30 @@ def read_rows(path: str | os.PathLike, *, required: Sequence[str] = ()) -> list[
             last_line = reader.line_num
             for record in reader:
                 first_line, last_line = last_line + 1, reader.line_num
-                if any(cell.strip() for cell in record):
-                    rows.append(
-                        Row(first_line, dict(zip(header, record, strict=False)))
-                    )
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                if not any(cell.strip() for cell in record):
+                    continue
+                problem = row_problem(record, header)
+                if problem is not None:
+                    if report is not None:
+                        report.add_error(first_line, *problem)
+                    continue
+                rows.append(Row(first_line, dict(zip(header, record, strict=True))))
+    except (OSError, UnicodeError, csv.Error) as exc:
         raise ImportFileError(f"cannot read {path}: {exc}") from exc
     return rows
+
+
+def row_problem(record: list[str], header: list[str]) -> tuple[str, str] | None:
+    """Say why a CSV record cannot be read as a row: (column, reason), or None."""
+    for name, cell in zip(header, record, strict=False):
+        if UNDECODABLE.search(cell):
+            return name, "is not valid UTF-8 text; save the file as UTF-8"
+    if len(record) != len(header):
+        return (
+            "(row)",
+            f"has {len(record)} cells where the header has {len(header)} columns",
+        )
+    return None
 
 
 def data_dir() -> Path:
@@ -158,6 +200,8 @@ def parse_decimal(
         raise BadValue(column, f"{value!r} is not a number") from None
     if not number.is_finite():
         raise BadValue(column, f"{value!r} is not a number")
+    if abs(number) >= LARGEST_NUMBER:
+        raise BadValue(column, f"{value!r} is too large")
     if minimum is not None and number < minimum:
         raise BadValue(column, f"{value!r} is below {minimum}")
     return number

@@ -123,7 +123,7 @@ def import_contacts(
     mapping = mapping or DEFAULT_CONTACT_MAPPING
     check_mapping(mapping)
     report = ImportReport()
-    rows = read_rows(path, required=list(mapping))
+    rows = read_rows(path, required=list(mapping), report=report)
 
     people, first_row = [], {}
     for row in rows:

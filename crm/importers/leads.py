@@ -153,7 +153,7 @@ def import_leads(
     """
     started = time.monotonic()
     report = ImportReport()
-    rows = read_rows(path, required=REQUIRED_COLUMNS)
+    rows = read_rows(path, required=REQUIRED_COLUMNS, report=report)
 
     leads, first_row = [], {}
     for row in rows:

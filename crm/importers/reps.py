@@ -47,7 +47,7 @@ def import_reps(path: str | os.PathLike) -> ImportReport:
     """
     started = time.monotonic()
     report = ImportReport()
-    rows = read_rows(path, required=(AGENT, MANAGER, REGION))
+    rows = read_rows(path, required=(AGENT, MANAGER, REGION), report=report)
     people = collect_people(rows, report)
 
     with transaction.atomic():
