@@ -85,6 +85,11 @@ def is_hard_bounce(event: EngagementEvent) -> bool:
     return bounce_type.strip().lower() in HARD_BOUNCE_TYPES
 
 
+# TODO(#3): accept Mailgun, Postmark and SendGrid webhooks at
+# POST /api/webhooks/esp/<provider>/ and map them to rows for ingest_events
+# (open and click onto Touch.opened_at/clicked_at by Message-ID, hard versus
+# soft bounce, complaint, unsubscribe), tested on the payloads in
+# shared/data/symfony__*-mailer; remove when that endpoint exists.
 def is_complaint(event: EngagementEvent) -> bool:
     """Say whether an event reports that the contact marked mail as spam."""
     return bool((event.properties or {}).get("complaint"))
