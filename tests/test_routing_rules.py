@@ -7,6 +7,7 @@ import pytest
 
 from crm.models import Account, Contact
 from nurture.models import RoutingRule, Team, TeamMembership
+from nurture.services.programme import ensure_default_programme
 from nurture.services.routing import (
     assign_owners,
     choose_assignee,
@@ -436,3 +437,26 @@ def test_assign_owners_with_every_rule_kind_keeps_queries_fixed(
     # updates, reps, 6 memberships, 2 teams; savepoint x2.
     with django_assert_max_num_queries(20):
         assert assign_owners(contacts, now=NOW) == 2 * size
+
+
+# Default programme ---------------------------------------------------------------
+
+
+def test_default_programme_routes_named_accounts_to_their_owner_first():
+    """The default rules send a tier-1 contact to its owner, others by region."""
+    # Given the default programme, run twice, and reps in two regions
+    ensure_default_programme()
+    ensure_default_programme()
+    owner = RepFactory(region="East")
+    central = RepFactory(region="Central")
+    account = AccountFactory(tier=Account.Tier.TIER_1, owner=owner.user)
+
+    # When a named-account lead and an ordinary Indian lead are routed
+    named = route_contact(ContactFactory(account=account, country="India"), now=NOW)
+    plain = route_contact(ContactFactory(country="India"), now=NOW)
+
+    # Then the owner gets the first and Central the second; one rule, at 5
+    assert named.rep == owner
+    assert named.rule.position == 5
+    assert plain.rep == central
+    assert RoutingRule.objects.filter(match=Match.NAMED_ACCOUNT).count() == 1

@@ -186,6 +186,8 @@ ABROAD = (
     "Indonesia,Liberia,Russia,Sri Lanka,Tanzania,Vietnam"
 )
 
+NAMED_ACCOUNT_RULE = "Named accounts: the account owner"
+
 # (position, name, field, values, region): Mumbai and Maharashtra to West,
 # the rest of India to Central, abroad to East, anything unknown to Central.
 ROUTING_RULES = [
@@ -326,15 +328,19 @@ def _ensure_scoring(created: dict[str, list[str]]) -> None:
 
 def _ensure_routing(created: dict[str, list[str]]) -> None:
     taken = set(RoutingRule.objects.values_list("position", flat=True))
-    for position, name, field, values, region in ROUTING_RULES:
+    # A named account's contacts go to its owner before any territory.
+    wanted = [(5, NAMED_ACCOUNT_RULE, {"match": RoutingRule.Match.NAMED_ACCOUNT})]
+    wanted += [
+        (position, name, {"field": field, "values": values, "region": region})
+        for position, name, field, values, region in ROUTING_RULES
+    ]
+    for position, name, fields in wanted:
         if RoutingRule.objects.filter(name=name).exists():
             continue
         # Positions are unique: an operator's rule keeps its place.
         while position in taken:
             position += 1
-        RoutingRule.objects.create(
-            position=position, name=name, field=field, values=values, region=region
-        )
+        RoutingRule.objects.create(position=position, name=name, **fields)
         taken.add(position)
         created["routing_rules"].append(name)
 
