@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from crm.models import EngagementEvent
 from nurture.models import Enrollment
+from nurture.services.engagement import ingest_events
 from nurture.services.unsubscribe import (
     InvalidToken,
     make_token,
@@ -141,3 +142,22 @@ def test_a_deleted_contact_gets_a_harmless_answer(client):
 
     assert client.post(path).status_code == 200
     assert not EngagementEvent.objects.exists()
+
+
+def test_a_complaint_is_recorded_as_a_complaint_not_an_unsubscribe():
+    """A spam complaint stamps complained_at and exits with reason "complained"."""
+    now = dt.datetime(2025, 3, 3, 10, 0, tzinfo=dt.UTC)
+    contact = ContactFactory()
+    enrollment = EnrollmentFactory(contact=contact)
+
+    ingest_events(
+        [{"contact": contact, "type": "other", "occurred_at": now,
+          "properties": {"complaint": True}}],
+        now=now,
+    )  # fmt: skip
+
+    contact.refresh_from_db()
+    enrollment.refresh_from_db()
+    assert contact.complained_at == now
+    assert contact.unsubscribed_at is None
+    assert enrollment.exit_reason == Enrollment.ExitReason.COMPLAINED
