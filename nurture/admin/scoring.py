@@ -10,6 +10,7 @@ from ..models import (
     ScoringModel,
     ScoringRule,
 )
+from .learning import LearnedModelAdminMixin
 
 
 class ScoringRuleInline(admin.TabularInline):
@@ -28,7 +29,7 @@ class ScoringRuleInline(admin.TabularInline):
 
 
 @admin.register(ScoringModel)
-class ScoringModelAdmin(admin.ModelAdmin):
+class ScoringModelAdmin(LearnedModelAdminMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "is_default",
