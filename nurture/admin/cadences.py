@@ -16,7 +16,9 @@ from ..models import (
     Touch,
 )
 from ..services.enrollment import (
+    pause_cadence,
     pause_enrollment,
+    resume_cadence,
     resume_enrollment,
 )
 from .common import apply_to_each
@@ -28,7 +30,7 @@ class StepInline(admin.StackedInline):
     ordering = ("position",)
     fields = (
         ("position", "name", "channel"),
-        ("wait_amount", "wait_unit"),
+        ("wait_amount", "wait_unit", "send_at_local"),
         "subject",
         "body",
         "task_instructions",
@@ -44,10 +46,14 @@ class CadenceAdmin(admin.ModelAdmin):
         "active_enrollment_count",
         "send_window_start",
         "send_window_end",
+        "skip_holidays",
+        "paused_at",
         "reenrollment",
         "created_at",
     )
-    list_filter = ("is_active", "reenrollment")
+    list_filter = ("is_active", "reenrollment", "skip_holidays")
+    readonly_fields = ("paused_at",)
+    actions = ("pause", "resume")
     search_fields = ("^name",)
     ordering = ("name",)
     raw_id_fields = ("sender",)
@@ -72,6 +78,28 @@ class CadenceAdmin(admin.ModelAdmin):
     @admin.display(description="active enrollments", ordering="active_total")
     def active_enrollment_count(self, cadence):
         return cadence.active_total
+
+    @admin.action(description="Pause sending", permissions=["change"])
+    def pause(self, request, queryset):
+        """Hold every enrollment of the selected cadences where it is."""
+        apply_to_each(
+            self,
+            request,
+            queryset,
+            lambda cadence, now: pause_cadence(cadence, now=now),
+            "Paused %d cadences.",
+        )
+
+    @admin.action(description="Resume sending", permissions=["change"])
+    def resume(self, request, queryset):
+        """Resume the selected cadences, each wait kept as it was."""
+        apply_to_each(
+            self,
+            request,
+            queryset,
+            lambda cadence, now: resume_cadence(cadence, now=now),
+            "Resumed %d cadences.",
+        )
 
 
 @admin.register(Step)
@@ -149,6 +177,27 @@ class EnrollmentAdmin(
         )
 
 
+class RetryFilter(admin.SimpleListFilter):
+    """Failed touches split by whether another attempt is coming."""
+
+    title = "retries"
+    parameter_name = "retry"
+
+    def lookups(self, request, model_admin):
+        return (
+            ("pending", "Failed, retry pending"),
+            ("given_up", "Failed for good"),
+        )
+
+    def queryset(self, request, queryset):
+        failed = queryset.filter(status=Touch.Status.FAILED)
+        if self.value() == "pending":
+            return failed.filter(retry_at__isnull=False)
+        if self.value() == "given_up":
+            return failed.filter(retry_at__isnull=True)
+        return queryset
+
+
 @admin.register(Touch)
 class TouchAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelAdmin):
     """Touches are written by the dispatcher; here they are only read."""
@@ -162,9 +211,17 @@ class TouchAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelAdm
         "step",
         "sent_at",
         "attempts",
+        "retry_at",
+        "local_zone",
         "detail",
     )
-    list_filter = ("channel", "status", "outcome", "created_at")
+    list_filter = (
+        "channel",
+        "status",
+        RetryFilter,
+        "outcome",
+        "created_at",
+    )
     list_select_related = ("contact", "step__cadence")
     search_fields = ("provider_message_id__exact", "message_id__exact")
     search_help_text = "A contact's whole email address or a message id."
