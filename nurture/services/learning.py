@@ -119,6 +119,9 @@ def contact_features(contact: Contact, events: Iterable[Mapping]) -> dict[str, f
     return features
 
 
+# TODO(#4): the scoring engine does not call learned_score yet, so switching
+# use_learned on changes no stored score; remove when
+# nurture/services/scoring/engine.py scores use_learned models with it.
 def learned_score(model: ScoringModel, features: Mapping[str, float]) -> float:
     """Return the learned model's conversion probability times 100 (0..100).
 
