@@ -1,6 +1,7 @@
 """The API's front page: where each collection lives."""
 
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
@@ -15,6 +16,7 @@ COLLECTIONS = [
 
 
 @api_view(["GET"])
+@permission_classes([IsAuthenticated])
 def api_root(request, format=None):
     """List the API's collections with their addresses."""
     return Response(

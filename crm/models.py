@@ -442,7 +442,15 @@ def normalise_domain(value: str) -> str:
 
 
 def can_see_all(user) -> bool:
-    """Say whether a user sees every record, not only their own."""
+    """Say whether a user sees every record, not only their own.
+
+    The answer is kept on the user object, which lives for one request, so
+    a view, its serializer and its filters ask the database once.
+    """
     if user.is_superuser:
         return True
-    return Rep.objects.filter(user=user, reports__isnull=False).exists()
+    cached = getattr(user, "_nurture_can_see_all", None)
+    if cached is None:
+        cached = Rep.objects.filter(user=user, reports__isnull=False).exists()
+        user._nurture_can_see_all = cached
+    return cached

@@ -13,23 +13,29 @@ logger = logging.getLogger(__name__)
 
 SALES_REPS = "Sales reps"
 SALES_MANAGERS = "Sales managers"
+INTEGRATIONS = "Integrations"
 
 REP_PERMISSIONS = (
     ("crm", "view_contact"),
+    ("crm", "add_contact"),
     ("crm", "change_contact"),
     ("crm", "view_account"),
     ("crm", "view_engagementevent"),
+    ("crm", "add_engagementevent"),
     ("crm", "view_stagechange"),
     ("nurture", "view_task"),
     ("nurture", "change_task"),
     ("nurture", "view_handoff"),
     ("nurture", "change_handoff"),
     ("nurture", "view_enrollment"),
+    ("nurture", "add_enrollment"),
     ("nurture", "view_touch"),
+    ("nurture", "view_audiencemember"),
 )
 
 MANAGER_PERMISSIONS = REP_PERMISSIONS + (
-    ("nurture", "add_enrollment"),
+    ("crm", "add_account"),
+    ("crm", "change_account"),
     ("nurture", "change_enrollment"),
     ("nurture", "view_cadence"),
     ("nurture", "change_cadence"),
@@ -41,9 +47,30 @@ MANAGER_PERMISSIONS = REP_PERMISSIONS + (
     ("crm", "view_rep"),
 )
 
+# What a system pushing data in over the API may do; give its API user this
+# group (and no admin access).
+INTEGRATION_PERMISSIONS = (
+    ("crm", "view_contact"),
+    ("crm", "add_contact"),
+    ("crm", "change_contact"),
+    ("crm", "view_account"),
+    ("crm", "add_account"),
+    ("crm", "change_account"),
+    ("crm", "view_engagementevent"),
+    ("crm", "add_engagementevent"),
+    ("nurture", "view_cadence"),
+    ("nurture", "view_enrollment"),
+    ("nurture", "add_enrollment"),
+    ("nurture", "change_enrollment"),
+    ("nurture", "view_handoff"),
+    ("nurture", "change_handoff"),
+    ("nurture", "view_audiencemember"),
+)
+
 GROUP_PERMISSIONS = {
     SALES_REPS: REP_PERMISSIONS,
     SALES_MANAGERS: MANAGER_PERMISSIONS,
+    INTEGRATIONS: INTEGRATION_PERMISSIONS,
 }
 
 

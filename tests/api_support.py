@@ -3,6 +3,7 @@
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from crm.roles import INTEGRATIONS, SALES_MANAGERS, SALES_REPS, ensure_sales_groups
 from tests.factories import RepFactory, UserFactory
 
 
@@ -15,12 +16,20 @@ def token_client(user) -> APIClient:
 
 
 def make_manager():
-    """Return a user who manages one rep, and so sees every record."""
+    """Return a manager of one rep who also runs an integration's token.
+
+    Managers see every record; the integration group lets the same client
+    push data in, as a sales-ops user's script would.
+    """
+    groups = ensure_sales_groups()
     manager = RepFactory()
     RepFactory(manager=manager)
+    manager.user.groups.add(groups[SALES_MANAGERS], groups[INTEGRATIONS])
     return manager.user
 
 
 def make_rep():
-    """Return a user who is a plain rep and sees only their own records."""
-    return RepFactory(user=UserFactory()).user
+    """Return a plain rep, in the Sales reps group, who sees only their own."""
+    user = RepFactory(user=UserFactory()).user
+    user.groups.add(ensure_sales_groups()[SALES_REPS])
+    return user

@@ -4,7 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from crm.models import Account
-from tests.api_support import make_rep, token_client
+from tests.api_support import make_manager, make_rep, token_client
 from tests.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db
@@ -14,7 +14,7 @@ URL = "/api/accounts/"
 
 @pytest.fixture
 def api():
-    return token_client(make_rep())
+    return token_client(make_manager())
 
 
 def ids(response):
@@ -101,7 +101,31 @@ def test_the_list_costs_the_same_queries_at_any_size(
     """Token, count and one page query, however many accounts."""
     AccountFactory.create_batch(size, owner=make_rep())
 
-    with django_assert_num_queries(3):
+    # Two of these load the user's model permissions.
+    with django_assert_num_queries(5):
         response = api.get(URL)
 
     assert len(response.json()["results"]) == size
+
+
+def test_a_rep_cannot_rename_an_account_or_give_it_an_owner():
+    """Changing accounts takes the change_account permission reps lack."""
+    account = AccountFactory(name="Acme")
+    rep = make_rep()
+
+    response = token_client(rep).patch(
+        f"{URL}{account.pk}/", {"name": "Renamed", "owner": rep.pk}, format="json"
+    )
+
+    assert response.status_code == 403
+    account.refresh_from_db()
+    assert (account.name, account.owner) == ("Acme", None)
+
+
+def test_a_rep_can_read_accounts():
+    AccountFactory(name="Acme")
+
+    response = token_client(make_rep()).get(URL)
+
+    assert response.status_code == 200
+    assert [row["name"] for row in response.json()["results"]] == ["Acme"]

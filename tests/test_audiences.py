@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 from nurture.channels import AudienceChannel
 from nurture.models import AudienceMember, Channel, Touch
 from nurture.services.audiences import audience_name
+from tests.api_support import make_rep
 from tests.factories import ContactFactory, StepFactory, TouchFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -106,7 +107,7 @@ def test_the_csv_export_holds_every_current_member():
 def test_a_rep_sees_only_their_own_contacts():
     """Audience lists follow the same visibility as contacts."""
     touches = retargeting_touches(2)
-    rep = UserFactory()
+    rep = make_rep()
     touches[0].contact.owner = rep
     touches[0].contact.save()
     AudienceChannel(now=NOW).send(touches)

@@ -27,19 +27,24 @@ def test_sales_groups_hold_their_permissions():
     managers = codenames(groups[SALES_MANAGERS])
     assert reps == {
         "crm.view_contact",
+        "crm.add_contact",
         "crm.change_contact",
         "crm.view_account",
         "crm.view_engagementevent",
+        "crm.add_engagementevent",
         "crm.view_stagechange",
         "nurture.view_task",
         "nurture.change_task",
         "nurture.view_handoff",
         "nurture.change_handoff",
         "nurture.view_enrollment",
+        "nurture.add_enrollment",
         "nurture.view_touch",
+        "nurture.view_audiencemember",
     }
     assert managers - reps == {
-        "nurture.add_enrollment",
+        "crm.add_account",
+        "crm.change_account",
         "nurture.change_enrollment",
         "nurture.view_cadence",
         "nurture.change_cadence",
@@ -68,6 +73,7 @@ def test_sales_groups_are_restored_idempotently():
 
     # then nothing is duplicated and the permission is back
     assert Group.objects.filter(name__in=[SALES_REPS, SALES_MANAGERS]).count() == 2
+    assert Group.objects.count() == 3
     assert again[SALES_REPS].pk == groups[SALES_REPS].pk
     assert "nurture.view_touch" in codenames(again[SALES_REPS])
 
