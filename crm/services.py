@@ -25,6 +25,20 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+def decayed(
+    value: float, since: dt.datetime | None, now: dt.datetime, half_life: float
+) -> float:
+    """Return ``value`` halved once per ``half_life`` days between then and now.
+
+    Scores store intent as of a moment; this is how any reader brings it to
+    now (nurture's scoring uses the same function).
+    """
+    if not value or since is None or half_life <= 0 or now <= since:
+        return value
+    elapsed_days = (now - since).total_seconds() / 86400
+    return value * 0.5 ** (elapsed_days / half_life)
+
+
 class StageTransitionError(ValueError):
     """A lifecycle move the rules do not allow."""
 

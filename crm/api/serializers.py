@@ -2,6 +2,8 @@
 
 import re
 
+from django.apps import apps
+from django.utils import timezone
 from rest_framework import serializers
 
 from crm.models import (
@@ -12,6 +14,7 @@ from crm.models import (
     normalise_domain,
     normalise_email,
 )
+from crm.services import decayed
 
 from .fields import BoundedPrimaryKeyRelatedField, JSONListField, JSONObjectField
 
@@ -29,10 +32,37 @@ SCORE_FIELDS = [
     "mql_at",
     "sql_at",
 ]
+ACCOUNT_SCORE_FIELDS = ["fit_score", "intent_score", "intent_scored_at", "total_score"]
 
 
-class ContactSerializer(serializers.ModelSerializer):
+class CurrentScoreMixin:
+    """Show stored intent decayed to the request's moment.
+
+    ``now`` is taken once per request and the default scoring model's
+    half-life read once, and only when a row has intent left to decay.
+    """
+
+    def current(self, value: float, since) -> float:
+        if not value or since is None:
+            return value
+        context = self.context
+        if "score_now" not in context:
+            context["score_now"] = timezone.now()
+            model = (
+                apps.get_model("nurture", "ScoringModel")
+                .objects.filter(is_default=True)
+                .first()
+            )
+            context["score_half_life"] = model.intent_half_life_days if model else 30
+        now, half_life = context["score_now"], context["score_half_life"]
+        return round(decayed(value, since, now, half_life), 2)
+
+
+class ContactSerializer(CurrentScoreMixin, serializers.ModelSerializer):
     """A contact; scores, suppression times and stage dates are read-only.
+
+    ``intent_now`` and ``total_now`` are the default model's scores decayed
+    to now; the detail adds ``scores``, one entry per active scoring model.
 
     ``lifecycle_stage`` is written here only on create; a change to an
     existing contact goes through crm.services.change_stage in the view.
@@ -48,6 +78,9 @@ class ContactSerializer(serializers.ModelSerializer):
         source="owner.get_username", read_only=True, default=""
     )
     attributes = JSONObjectField(required=False)
+    intent_now = serializers.SerializerMethodField()
+    total_now = serializers.SerializerMethodField()
+    scores = serializers.SerializerMethodField()
     serializer_related_field = BoundedPrimaryKeyRelatedField
 
     # At least one of these must say who the contact is.
@@ -83,6 +116,9 @@ class ContactSerializer(serializers.ModelSerializer):
             "unsubscribed_at",
             "hard_bounced_at",
             *SCORE_FIELDS,
+            "intent_now",
+            "total_now",
+            "scores",
             "created_at",
             "updated_at",
         ]
@@ -128,6 +164,47 @@ class ContactSerializer(serializers.ModelSerializer):
             )
         return attrs
 
+    def get_fields(self):
+        fields = super().get_fields()
+        # Per-model scores cost a query per contact: the detail only.
+        view = self.context.get("view")
+        if getattr(view, "action", None) != "retrieve":
+            fields.pop("scores", None)
+        return fields
+
+    def get_intent_now(self, contact: Contact) -> float:
+        return self.current(contact.intent_score, contact.intent_scored_at)
+
+    def get_total_now(self, contact: Contact) -> int:
+        intent = self.current(contact.intent_score, contact.intent_scored_at)
+        return contact.fit_score + round(intent)
+
+    def get_scores(self, contact: Contact) -> list[dict]:
+        now = self.context.setdefault("score_now", timezone.now())
+        scores = (
+            contact.scores.filter(model__is_active=True)
+            .select_related("model")
+            .order_by("-model__is_default", "model__name")
+        )
+        result = []
+        for score in scores:
+            intent = decayed(
+                score.intent_score,
+                score.intent_scored_at,
+                now,
+                score.model.intent_half_life_days,
+            )
+            result.append(
+                {
+                    "model": score.model.name,
+                    "fit": score.fit_score,
+                    "intent": round(intent, 2),
+                    "total": score.fit_score + round(intent),
+                    "explanation": score.explanation,
+                }
+            )
+        return result
+
     def _taken(self, **lookup) -> bool:
         others = Contact.objects.filter(**lookup)
         if self.instance is not None:
@@ -135,8 +212,12 @@ class ContactSerializer(serializers.ModelSerializer):
         return others.exists()
 
 
-class AccountSerializer(serializers.ModelSerializer):
-    """A company; its domain is stored as a bare host name."""
+class AccountSerializer(CurrentScoreMixin, serializers.ModelSerializer):
+    """A company; its domain is stored as a bare host name.
+
+    Scores are read-only: fit from account rules, intent from its contacts'
+    top intent (``intent_now`` decayed to now).
+    """
 
     technographics = JSONListField(required=False)
     year_established = serializers.IntegerField(
@@ -159,10 +240,17 @@ class AccountSerializer(serializers.ModelSerializer):
             "technographics",
             "tier",
             "owner",
+            *ACCOUNT_SCORE_FIELDS,
+            "intent_now",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at", *ACCOUNT_SCORE_FIELDS]
+
+    intent_now = serializers.SerializerMethodField()
+
+    def get_intent_now(self, account: Account) -> float:
+        return self.current(account.intent_score, account.intent_scored_at)
 
     def validate_name(self, value: str) -> str:
         value = value.strip()

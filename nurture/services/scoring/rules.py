@@ -23,6 +23,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from crm.services import decayed  # noqa: F401 (shared with crm readers)
 from nurture.models import ScoringRule
 
 from ..fields import as_text, contact_field_value
@@ -38,16 +39,6 @@ EMPLOYEE_BANDS = (
     (5000, "1001-5000"),
 )
 LARGEST_BAND = "5001+"
-
-
-def decayed(
-    value: float, since: dt.datetime | None, now: dt.datetime, half_life: float
-) -> float:
-    """Return ``value`` halved once per ``half_life`` days between then and now."""
-    if not value or since is None or half_life <= 0 or now <= since:
-        return value
-    elapsed_days = (now - since).total_seconds() / 86400
-    return value * 0.5 ** (elapsed_days / half_life)
 
 
 def employee_band(count: int | None) -> str:

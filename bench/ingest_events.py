@@ -1,0 +1,195 @@
+"""Ingest engagement events through the API's service, rescoring as it goes.
+
+    .venv/bin/python bench/ingest_events.py --events 100000
+    .venv/bin/python bench/ingest_events.py --events 1000000 --database postgres
+
+Builds a scratch database of its own (a temp SQLite file, or a PostgreSQL
+database created and dropped on 127.0.0.1), loads the default programme and
+a pool of contacts, then feeds events in API-sized batches through
+nurture.services.engagement.ingest_events, calling rescore_new_events after
+every batch. Prints events per second and queries per thousand events.
+"""
+
+import argparse
+import datetime as dt
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+# Event mix shaped like web and email tracking: mostly views and opens.
+EVENT_MIX = [
+    ("page_view", 50),
+    ("email_open", 20),
+    ("email_click", 10),
+    ("web_activity", 10),
+    ("pricing_visit", 5),
+    ("form_submit", 4),
+    ("content_download", 1),
+]
+
+
+PAGES = ["/", "/courses", "/pricing", "/blog/how-to-choose", "/contact"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--contacts", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=1000, help="events per call")
+    parser.add_argument(
+        "--rescore-every", type=int, default=1, help="batches between rescorings"
+    )
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    args = parser.parse_args()
+
+    scratch = _scratch_database(args.database)
+    try:
+        _run(args)
+    finally:
+        scratch()
+
+
+def _scratch_database(kind: str):
+    """Point DATABASE_URL at a new empty database; return its cleanup."""
+    if kind == "sqlite":
+        folder = tempfile.mkdtemp(prefix="bench-ingest-")
+        os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
+        return lambda: _remove_tree(folder)
+
+    import psycopg
+
+    name = f"bench_ingest_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{name}"
+
+    def drop():
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return drop
+
+
+def _remove_tree(folder: str) -> None:
+    for path in Path(folder).iterdir():
+        path.unlink()
+    Path(folder).rmdir()
+
+
+def _run(args) -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    import logging
+
+    import django
+
+    django.setup()
+    logging.disable(logging.INFO)
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    from crm.models import Contact, EngagementEvent
+    from nurture.models import ContactScore
+    from nurture.services.engagement import ingest_events
+    from nurture.services.programme import ensure_default_programme
+    from nurture.services.scoring import rescore_new_events
+
+    call_command("migrate", verbosity=0)
+    ensure_default_programme()
+    Contact.objects.bulk_create(
+        (
+            Contact(email=f"bench{i}@example.com", occupation="Student")
+            for i in range(args.contacts)
+        ),
+        batch_size=2000,
+    )
+    contact_ids = list(Contact.objects.values_list("pk", flat=True))
+
+    rng = random.Random(7)
+    types = [t for t, _ in EVENT_MIX]
+    weights = [w for _, w in EVENT_MIX]
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+    ingested = queries = 0
+    ingest_seconds = rescore_seconds = 0.0
+    slow_sql: dict[str, float] = {}
+    batches = args.events // args.batch
+    # Count queries by keeping Django's query log on and emptying it per batch.
+    connection.force_debug_cursor = True
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    began = time.perf_counter()
+    for number in range(batches):
+        now = start + dt.timedelta(seconds=number * 10)
+        rows = [
+            {
+                "contact": rng.choice(contact_ids),
+                "type": rng.choices(types, weights)[0],
+                "occurred_at": now,
+                "source": "bench",
+                "external_id": f"bench-{number}-{i}",
+                "properties": {
+                    "url": rng.choice(PAGES),
+                    "seconds_on_site": int(rng.expovariate(1 / 120)),
+                },
+            }
+            for i in range(args.batch)
+        ]
+        mark = time.perf_counter()
+        ingested += len(ingest_events(rows, now=now).created)
+        ingest_seconds += time.perf_counter() - mark
+        if (number + 1) % args.rescore_every == 0 or number + 1 == batches:
+            mark = time.perf_counter()
+            while rescore_new_events(now=now, batch_size=args.batch * 2):
+                pass
+            rescore_seconds += time.perf_counter() - mark
+        queries += len(connection.queries_log)
+        for query in connection.queries_log:
+            key = query["sql"][:90]
+            slow_sql[key] = slow_sql.get(key, 0) + float(query["time"])
+        connection.queries_log.clear()
+        if (number + 1) % 100 == 0:
+            elapsed = time.perf_counter() - began
+            print(f"  {ingested:>9} events  {ingested / elapsed:8.0f}/s", flush=True)
+    elapsed = time.perf_counter() - began
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+    unscored = EngagementEvent.objects.unscored().count()
+    if os.environ.get("BENCH_SLOW_SQL"):
+        slow = sorted(slow_sql.items(), key=lambda kv: -kv[1])[:8]
+        for sql, seconds in slow:
+            print(f"{seconds:6.2f}s  {sql}")
+    print(f"database:           {connection.vendor}")
+    print(f"events ingested:    {ingested} in batches of {args.batch}")
+    print(f"contacts:           {args.contacts}")
+    print(f"scores stored:      {ContactScore.objects.count()}")
+    print(f"left unscored:      {unscored}")
+    print(f"MQLs:               {Contact.objects.filter(mql_at__isnull=False).count()}")
+    print(
+        f"seconds:            {elapsed:.1f} (ingest {ingest_seconds:.1f}, "
+        f"rescore {rescore_seconds:.1f})"
+    )
+    print(f"events per second:  {ingested / elapsed:.0f}")
+    print(f"queries per 1000:   {queries / ingested * 1000:.1f}")
+
+
+if __name__ == "__main__":
+    main()
