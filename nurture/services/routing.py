@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef
-from django.utils import timezone
 
 from crm.models import Account, Contact, Rep
 from nurture.models import Handoff, RoutingRule, Team, TeamMembership
@@ -243,12 +242,8 @@ class Router:
         self.locked: set[int] = set()
 
     @classmethod
-    def load(cls, *, now: dt.datetime | None = None, lock_teams: bool = False):
+    def load(cls, *, now: dt.datetime, lock_teams: bool = False) -> "Router":
         """Read rules, reps, team members and open handoff counts: 4 queries."""
-        if now is None:
-            # TODO(#5): callers written before availability (the waiting-lead
-            # sweep) pass no time; remove when every caller passes ``now``.
-            now = timezone.now()
         rules = list(
             RoutingRule.objects.filter(is_active=True)
             .select_related("segment", "team")
