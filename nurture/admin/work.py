@@ -1,6 +1,9 @@
 """Admin for reps' work: tasks and handoffs."""
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 
 from crm.admin import (
@@ -12,9 +15,11 @@ from crm.admin import (
 
 from ..models import (
     Handoff,
+    HandoffEscalation,
     Task,
 )
 from ..services.handoffs import RejectReason, accept_handoff, reject_handoff
+from ..services.sla_reports import ATTAINMENT_DAYS, rep_queue, team_sla
 from ..services.tasks import complete_task
 from .common import apply_to_each, time_left
 
@@ -84,6 +89,17 @@ class TaskAdmin(VisibleToMixin, ContactEmailSearchMixin, admin.ModelAdmin):
         )
 
 
+class HandoffEscalationInline(admin.TabularInline):
+    model = HandoffEscalation
+    extra = 0
+    can_delete = False
+    fields = ("level", "action", "happened_at", "from_user", "to_user", "note")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Handoff)
 class HandoffAdmin(VisibleToMixin, ContactEmailSearchMixin, admin.ModelAdmin):
     list_display = (
@@ -105,16 +121,64 @@ class HandoffAdmin(VisibleToMixin, ContactEmailSearchMixin, admin.ModelAdmin):
     # A decision is made with the actions, which record it and move the stage.
     readonly_fields = (
         "status",
+        "sla_policy",
         "created_at",
+        "first_touch_at",
         "accepted_at",
         "rejected_at",
         "rejection_reason",
         "breached_at",
+        "escalation_level",
         "escalated_to",
-        "context",
     )
+    # The context snapshot is shown in sections by the template, not as JSON.
+    exclude = ("context",)
+    change_form_template = "admin/nurture/handoff/change_form.html"
+    inlines = (HandoffEscalationInline,)
     show_full_result_count = False
     actions = ("accept", "reject_not_now", "reject_bad_fit")
+
+    def get_urls(self):
+        pages = [
+            path(
+                "queue/",
+                self.admin_site.admin_view(self.queue_view),
+                name="nurture_handoff_queue",
+            ),
+            path(
+                "sla/",
+                self.admin_site.admin_view(self.sla_view),
+                name="nurture_handoff_sla",
+            ),
+        ]
+        return pages + super().get_urls()
+
+    def queue_view(self, request):
+        """Show the user's pending handoffs and due tasks by time left."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "My queue",
+            "queue": rep_queue(request.user, now=timezone.now()),
+        }
+        return TemplateResponse(request, "admin/nurture/queue.html", context)
+
+    def sla_view(self, request):
+        """Show a manager their team's SLA attainment and open breaches."""
+        if not (self.has_view_permission(request) and sees_all(request)):
+            raise PermissionDenied
+        report = team_sla(request.user, now=timezone.now())
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Team SLA",
+            "days": ATTAINMENT_DAYS,
+            "rows": [_sla_row(str(s.rep), s) for s in report.reps],
+            "total": _sla_row("Team", report.total),
+        }
+        return TemplateResponse(request, "admin/nurture/sla_dashboard.html", context)
 
     @admin.display(description="SLA")
     def sla(self, handoff):
@@ -153,6 +217,19 @@ class HandoffAdmin(VisibleToMixin, ContactEmailSearchMixin, admin.ModelAdmin):
             ),
             "Rejected %d handoffs.",
         )
+
+
+def _sla_row(name: str, summary) -> dict:
+    attainment = summary.attainment
+    median = summary.median_first_touch_hours
+    return {
+        "name": name,
+        "handoffs": summary.handoffs,
+        "decided": summary.decided,
+        "attainment": "-" if attainment is None else f"{attainment:.0%}",
+        "median": "-" if median is None else f"{median:.1f} h",
+        "open_breaches": summary.open_breaches,
+    }
 
 
 # Scoring and routing -------------------------------------------------------

@@ -179,6 +179,9 @@ class HandoffSerializer(serializers.ModelSerializer):
             "rejection_reason",
             "breached_at",
             "escalated_to",
+            "sla_policy",
+            "escalation_level",
+            "first_touch_at",
         ]
         read_only_fields = fields
 
