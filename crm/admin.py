@@ -5,9 +5,18 @@ searches hit indexed exact or prefix lookups, the full result count is
 skipped and every column comes from the one page query.
 """
 
+from django.apps import apps
 from django.contrib import admin
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
+from django.db.models import (
+    Count,
+    FloatField,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+)
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from .models import (
@@ -20,6 +29,7 @@ from .models import (
     can_see_all,
     normalise_email,
 )
+from .services import decayed
 
 # How many rows of each history a contact's page shows.
 TIMELINE_ROWS = 20
@@ -33,6 +43,19 @@ def sees_all(request) -> bool:
     if not hasattr(request, "_nurture_sees_all"):
         request._nurture_sees_all = can_see_all(request.user)
     return request._nurture_sees_all
+
+
+def default_half_life() -> Subquery:
+    """Read the default scoring model's half-life inside the page query.
+
+    A scalar subquery: the database evaluates it once, and list columns can
+    decay intent without a query of their own.
+    """
+    models = apps.get_model("nurture", "ScoringModel").objects
+    return Subquery(
+        models.filter(is_default=True).values("intent_half_life_days")[:1],
+        output_field=FloatField(),
+    )
 
 
 def count_of(model, fk: str, **filters) -> Coalesce:
@@ -185,7 +208,9 @@ class AccountAdmin(admin.ModelAdmin):
         "employee_count",
         "owner",
         "contact_count",
+        "total_score",
     )
+    readonly_fields = ("fit_score", "intent_score", "intent_scored_at", "total_score")
     list_filter = ("tier", owner_filter("owner"))
     list_select_related = ("owner",)
     search_fields = ("^name", "=domain")
@@ -221,6 +246,7 @@ class ContactAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelA
         "lifecycle_stage",
         "total_score",
         "fit_score",
+        "intent_now",
         "lead_source",
         "created_at",
     )
@@ -244,6 +270,7 @@ class ContactAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelA
         "intent_scored_at",
         "total_score",
         "explanation",
+        "scores_by_model",
         "mql_at",
         "sql_at",
         "imported_outcome",
@@ -298,6 +325,7 @@ class ContactAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelA
                     ("fit_score", "intent_score", "total_score"),
                     "intent_scored_at",
                     "explanation",
+                    "scores_by_model",
                     ("mql_at", "sql_at"),
                     "imported_outcome",
                     ("created_at", "updated_at"),
@@ -338,6 +366,42 @@ class ContactAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelA
             "<ul>{}</ul>",
             format_html_join("", "<li>{}</li>", ((_reason(line),) for line in lines)),
         )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(half_life=default_half_life())
+
+    @admin.display(description="intent now", ordering="intent_score")
+    def intent_now(self, contact):
+        half_life = getattr(contact, "half_life", None) or 30.0
+        now = timezone.now()
+        value = decayed(contact.intent_score, contact.intent_scored_at, now, half_life)
+        return round(value, 1)
+
+    @admin.display(description="scores per model (intent decayed to now)")
+    def scores_by_model(self, contact):
+        if contact is None or contact.pk is None:
+            return "-"
+        now = timezone.now()
+        scores = (
+            contact.scores.filter(model__is_active=True)
+            .select_related("model")
+            .order_by("-model__is_default", "model__name")
+        )
+        rows = []
+        for score in scores:
+            half_life = score.model.intent_half_life_days
+            intent = decayed(score.intent_score, score.intent_scored_at, now, half_life)
+            reasons = ", ".join(_reason(line) for line in score.explanation or [])
+            rows.append(
+                (
+                    score.model.name,
+                    score.fit_score,
+                    round(intent, 1),
+                    score.fit_score + round(intent),
+                    reasons or "-",
+                )
+            )
+        return render_rows(("model", "fit", "intent", "total", "why"), rows)
 
     @admin.display(description="imported outcome (converted in the source system)")
     def imported_outcome(self, contact):

@@ -95,3 +95,37 @@ def test_rule_kinds_are_offered_with_caps(admin_client):
     )
 
     assert "cap_period_days" in response.content.decode()
+
+
+def test_contact_pages_show_current_intent_and_every_models_score(admin_client):
+    """The list decays intent to now; the page lists each model's reasons."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from nurture.services.scoring import rescore_new_events
+    from tests.factories import EngagementEventFactory
+
+    then = timezone.now() - dt.timedelta(days=10)
+    model = ScoringModelFactory(mql_threshold=1000, intent_half_life_days=10)
+    other = ScoringModelFactory(name="Product B", is_default=False)
+    for scoring_model in (model, other):
+        ScoringRuleFactory(
+            model=scoring_model,
+            name=f"Pricing under {scoring_model.name}",
+            kind=ScoringRule.Kind.INTENT,
+            event_type="pricing_visit",
+            points=40,
+        )
+    contact = ContactFactory()
+    EngagementEventFactory(contact=contact, type="pricing_visit", occurred_at=then)
+    rescore_new_events(now=then)
+
+    listing = admin_client.get(reverse("admin:crm_contact_changelist"))
+    page = admin_client.get(reverse("admin:crm_contact_change", args=[contact.pk]))
+
+    assert listing.context["cl"].result_list[0].half_life == 10
+    assert '<td class="field-intent_now">20.0</td>' in listing.content.decode()
+    body = page.content.decode()
+    assert "Pricing under Default (+40)" in body
+    assert "Pricing under Product B (+40)" in body
