@@ -292,3 +292,35 @@ def test_waiting_lead_whose_region_is_full_is_not_tried(
     # Then nothing is handed off and the leads keep waiting
     assert handed == 0
     assert not Handoff.objects.exists()
+
+
+def test_context_lists_content_touch_outcomes_and_the_accounts_open_handoffs(team):
+    """Downloads, opens and clicks, and colleagues' open handoffs reach the rep."""
+    acme = AccountFactory(name="Acme", industry="software")
+    colleague = ContactFactory(account=acme, last_name="Colleague")
+    hand_off(colleague, now=NOW)
+    contact = ContactFactory(account=acme, attributes={"product": "analytics"})
+    EngagementEventFactory(
+        contact=contact,
+        type="content_download",
+        occurred_at=NOW,
+        properties={"title": "Buyer's guide"},
+    )
+    TouchFactory(
+        enrollment=EnrollmentFactory(contact=contact),
+        sent_at=NOW,
+        opened_at=NOW,
+        clicked_at=NOW,
+    )
+
+    context = hand_off(contact, now=NOW).context
+
+    assert [c["title"] for c in context["content"]] == ["Buyer's guide"]
+    (touch,) = context["touches"]
+    assert (touch["opened_at"], touch["clicked_at"]) == (NOW.isoformat(),) * 2
+    assert touch["replied_at"] is None
+    assert context["account_attributes"]["industry"] == "software"
+    assert context["enrichment"] == {"product": "analytics"}
+    (other,) = context["account_open_handoffs"]
+    assert other["contact"] == str(colleague)
+    assert "@" not in str(context)
