@@ -516,8 +516,9 @@ class OpportunityAdmin(
         "amount",
         "engaged_at",
         "closed_at",
+        "stale_since",
     )
-    list_filter = ("stage", owner_filter("owner"))
+    list_filter = ("stage", "stale_since", owner_filter("owner"))
     list_select_related = ("account", "contact", "owner")
     search_fields = ("^name", "external_id__exact")
     ordering = ("-created_at",)

@@ -199,3 +199,24 @@ def test_stale_deal_contacts_join_the_re_engagement_cadence():
     assert set(Enrollment.objects.values_list("cadence__name", flat=True)) == {
         "Re-engagement"
     }
+
+
+def test_admin_action_re_engages_stale_deals(admin_client):
+    """The opportunity list filters stale deals and re-engages their contacts."""
+    from django.urls import reverse
+
+    ensure_default_programme()
+    stale = OpportunityFactory(stale_since=NOW)
+    url = reverse("admin:crm_opportunity_changelist")
+
+    listing = admin_client.get(url, {"stale_since__isnull": "False"})
+    response = admin_client.post(
+        url,
+        {"action": "re_engage_contacts", "_selected_action": [stale.pk]},
+        follow=True,
+    )
+
+    assert list(listing.context["cl"].result_list) == [stale]
+    assert response.status_code == 200
+    enrollment = Enrollment.objects.get(contact=stale.contact)
+    assert enrollment.cadence.name == "Re-engagement"

@@ -4,4 +4,4 @@ Actions only call services from nurture.services; a refusal becomes a
 message naming the record and the reason, and the other records go on.
 """
 
-from . import cadences, contacts, content, routing, scoring, work  # noqa: F401
+from . import cadences, contacts, content, lifecycle, routing, scoring, work  # noqa: F401
