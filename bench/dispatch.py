@@ -146,9 +146,16 @@ def drain(batch_size: int) -> tuple[int, float, list[int]]:
 
 
 def bare_build_rate(count: int) -> float:
-    """Build ``count`` messages with Django alone, as the email channel does."""
+    """Build and send ``count`` equivalent messages with Django alone.
+
+    The same step templates and email layout, a signed unsubscribe link in
+    the body and the one-click headers, as the email channel builds them,
+    through the same locmem backend; no engine, no database.
+    """
+    from django.core import signing
     from django.core.mail import EmailMultiAlternatives, get_connection
     from django.template import Context, Engine
+    from django.template.loader import render_to_string
 
     engine = Engine.get_default()
     subject = engine.from_string("Hello {{ contact.first_name }}")
@@ -156,16 +163,31 @@ def bare_build_rate(count: int) -> float:
     connection = get_connection()
     started = time.perf_counter()
     for n in range(count):
-        context = Context({"contact": {"first_name": f"Lead{n}"}, "sender": "Team"})
+        values = {"contact": {"first_name": f"Lead{n}"}, "sender": "Team"}
+        text = body.render(Context(values, autoescape=False))
+        html = body.render(Context(values))
+        link = "https://example.com/u/" + signing.dumps({"c": n}, salt="bench")
+        layout = {
+            "sender": "Team",
+            "sender_address": "1 Street",
+            "unsubscribe_url": link,
+        }
         message = EmailMultiAlternatives(
-            subject=subject.render(context),
-            body=body.render(context),
+            subject=subject.render(Context(values, autoescape=False)),
+            body=render_to_string("nurture/email/base.txt", {**layout, "body": text}),
             from_email="Team <team@example.com>",
             to=[f"bare{n}@example.com"],
-            headers={"Message-ID": f"<bare-{n}@example.com>"},
+            headers={
+                "Message-ID": f"<bare-{n}@example.com>",
+                "List-Unsubscribe": f"<{link}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
             connection=connection,
         )
-        message.attach_alternative(f"<p>{body.render(context)}</p>", "text/html")
+        message.attach_alternative(
+            render_to_string("nurture/email/base.html", {**layout, "body": html}),
+            "text/html",
+        )
         connection.send_messages([message])
     return count / (time.perf_counter() - started)
 

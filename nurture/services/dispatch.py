@@ -481,10 +481,11 @@ class _Batch:
                 retry_at=None,
             )
 
-        # ignore_conflicts leaves no ids behind, and a conflict means the row
-        # is someone else's: read back what the database now holds.
+        # The insert leaves no ids behind, and a conflict means the row is
+        # someone else's: read back which rows the database now holds as
+        # sending, ids only, and deliver the touches built here for them.
         wanted = {
-            (t.enrollment_id, t.step_id)
+            (t.enrollment_id, t.step_id): t
             for t in [*self.new_touches, *self.retries]
             if t.status != Touch.Status.SKIPPED
         }
@@ -494,15 +495,19 @@ class _Batch:
             enrollment_id__in={key[0] for key in wanted},
             step_id__in={key[1] for key in wanted},
             status=Touch.Status.SENDING,
-        )
+        ).values_list("pk", "enrollment_id", "step_id", "attempts")
         steps_by_id = {s.pk: s for steps in self.steps.values() for s in steps}
-        for touch in rows:
-            if (touch.enrollment_id, touch.step_id) not in wanted:
+        for pk, enrollment_id, step_id, attempts in rows:
+            touch = wanted.get((enrollment_id, step_id))
+            if touch is None:
                 continue
-            enrollment = self.enrollments[touch.enrollment_id]
+            touch.pk, touch.attempts = pk, attempts
+            touch._state.adding, touch._state.db = False, Touch.objects.db
+            touch.status, touch.retry_at = Touch.Status.SENDING, None
+            enrollment = self.enrollments[enrollment_id]
             touch.enrollment = enrollment
             touch.contact = enrollment.contact
-            touch.step = steps_by_id[touch.step_id]
+            touch.step = steps_by_id[step_id]
             self.sending.append(touch)
 
     def deliver(self) -> dict[int, Delivery]:
