@@ -275,3 +275,28 @@ def test_admin_reject_records_first_touch_and_recycles(client, team):
     assert handoff.status == Handoff.Status.REJECTED
     assert handoff.first_touch_at == handoff.rejected_at
     assert contact.lifecycle_stage == LifecycleStage.RECYCLED
+
+
+@pytest.mark.parametrize(
+    "model", ["slapolicy", "webhooksubscription", "webhookdelivery"]
+)
+def test_sla_and_webhook_changelists_load_for_an_admin(admin_client, model):
+    """Operators edit SLA policies and subscriptions and read deliveries."""
+    from nurture.models import SlaPolicy, WebhookDelivery, WebhookSubscription
+
+    SlaPolicy.objects.create(position=1, name="Default")
+    subscription = WebhookSubscription.objects.create(
+        name="CRM", url="http://127.0.0.1:9/", secret="x"
+    )
+    WebhookDelivery.objects.create(
+        subscription=subscription,
+        event="handoff.created",
+        payload={},
+        next_attempt_at=NOW,
+        created_at=NOW,
+    )
+
+    response = admin_client.get(reverse(f"admin:nurture_{model}_changelist"))
+
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == 1

@@ -16,7 +16,10 @@ from crm.admin import (
 from ..models import (
     Handoff,
     HandoffEscalation,
+    SlaPolicy,
     Task,
+    WebhookDelivery,
+    WebhookSubscription,
 )
 from ..services.handoffs import RejectReason, accept_handoff, reject_handoff
 from ..services.sla_reports import ATTAINMENT_DAYS, rep_queue, team_sla
@@ -230,6 +233,52 @@ def _sla_row(name: str, summary) -> dict:
         "median": "-" if median is None else f"{median:.1f} h",
         "open_breaches": summary.open_breaches,
     }
+
+
+@admin.register(SlaPolicy)
+class SlaPolicyAdmin(admin.ModelAdmin):
+    list_display = (
+        "position",
+        "name",
+        "segment",
+        "min_score",
+        "response_business_hours",
+        "is_active",
+    )
+    list_display_links = ("name",)
+    list_select_related = ("segment",)
+    list_filter = ("is_active",)
+    ordering = ("position",)
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    list_display = ("name", "url", "events", "is_active", "created_at")
+    list_filter = ("is_active",)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Deliveries are an outbox: read them, never edit them."""
+
+    list_display = (
+        "event",
+        "subscription",
+        "status",
+        "attempts",
+        "response_status",
+        "next_attempt_at",
+        "created_at",
+    )
+    list_filter = ("status", "event")
+    list_select_related = ("subscription",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 # Scoring and routing -------------------------------------------------------
