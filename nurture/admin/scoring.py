@@ -19,6 +19,7 @@ from ..models import (
     ScoringRule,
 )
 from ..services.scoring import start_rescore
+from .learning import LearnedModelAdminMixin
 
 # Model fields whose change alters scores (names and descriptions do not).
 SCORING_FIELDS = {"intent_half_life_days", "is_active", "use_learned"}
@@ -53,7 +54,7 @@ class ScoringRuleInline(admin.TabularInline):
 
 
 @admin.register(ScoringModel)
-class ScoringModelAdmin(admin.ModelAdmin):
+class ScoringModelAdmin(LearnedModelAdminMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "is_default",
