@@ -64,7 +64,7 @@ DEFAULTS = {
         "retargeting": "nurture.channels.AudienceChannel",
     },
     # Where unsubscribe links point: scheme and host of this installation.
-    "NURTURE_SITE_URL": "http://localhost:8000",
+    "NURTURE_SITE_URL": "http://127.0.0.1:8000",
     # Days an unsubscribe link keeps working (RFC 8058 readers expect 60+).
     "NURTURE_UNSUBSCRIBE_MAX_AGE_DAYS": 365,
     # Optional mailbox for a mailto: List-Unsubscribe entry; "" for none.

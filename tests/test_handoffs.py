@@ -120,7 +120,7 @@ def test_hand_off_emails_the_rep_after_commit(
     team, django_capture_on_commit_callbacks, settings
 ):
     """The rep gets one email with a link to the handoff in the admin."""
-    settings.SITE_URL = "http://crm.test"
+    settings.NURTURE_SITE_URL = "http://crm.test"
     contact = ContactFactory()
 
     with django_capture_on_commit_callbacks(execute=True):

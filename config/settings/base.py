@@ -16,7 +16,7 @@ ALLOWED_HOSTS = [
     for host in env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
     if host
 ]
-SITE_URL = env_str("NURTURE_SITE_URL", "http://127.0.0.1:8000")
+NURTURE_SITE_URL = env_str("NURTURE_SITE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

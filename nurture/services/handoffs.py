@@ -705,7 +705,7 @@ def handoff_url(handoff: Handoff) -> str:
         path = reverse("admin:nurture_handoff_change", args=[handoff.pk])
     except NoReverseMatch:
         path = f"/admin/nurture/handoff/{handoff.pk}/change/"
-    return settings.SITE_URL.rstrip("/") + path
+    return conf.get("NURTURE_SITE_URL").rstrip("/") + path
 
 
 def _notify_assignee(handoff: Handoff, rep: Rep | None, *, headline: str) -> None:
