@@ -250,3 +250,37 @@ def test_the_list_costs_the_same_queries_at_any_size(
 
     assert len(response.json()["results"]) == size
     assert response.json()["results"][0]["account_name"] == account.name
+
+
+def test_a_rep_cannot_lift_a_suppression_but_a_manager_can(manager):
+    """After a complaint set do-not-email, only a manager may clear it."""
+    rep = make_rep()
+    contact = ContactFactory(owner=rep, do_not_email=True)
+
+    by_rep = token_client(rep).patch(
+        detail(contact), {"do_not_email": False}, format="json"
+    )
+    contact.refresh_from_db()
+    assert by_rep.status_code == 400
+    assert "do_not_email" in by_rep.json()
+    assert contact.do_not_email is True
+
+    by_manager = token_client(manager).patch(
+        detail(contact), {"do_not_email": False}, format="json"
+    )
+    contact.refresh_from_db()
+    assert by_manager.status_code == 200
+    assert contact.do_not_email is False
+
+
+def test_a_rep_may_set_a_suppression():
+    rep = make_rep()
+    contact = ContactFactory(owner=rep)
+
+    response = token_client(rep).patch(
+        detail(contact), {"do_not_call": True}, format="json"
+    )
+
+    assert response.status_code == 200
+    contact.refresh_from_db()
+    assert contact.do_not_call is True

@@ -18,6 +18,9 @@ from crm.services import decayed
 
 from .fields import BoundedPrimaryKeyRelatedField, JSONListField, JSONObjectField
 
+# A rep may set these but only a manager may clear them again.
+SUPPRESSION_FLAGS = ("do_not_email", "do_not_call", "do_not_contact")
+
 # A host name: dot-separated labels of letters, digits and inner hyphens.
 DOMAIN_PATTERN = re.compile(
     r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}"
@@ -162,7 +165,22 @@ class ContactSerializer(CurrentScoreMixin, serializers.ModelSerializer):
                     ]
                 }
             )
+        lifted = self._lifted_suppressions(attrs)
+        if lifted:
+            raise serializers.ValidationError(
+                {name: ["Only a manager can lift a suppression."] for name in lifted}
+            )
         return attrs
+
+    def _lifted_suppressions(self, attrs) -> list[str]:
+        """Suppression flags this update would clear; reps may not."""
+        if self.instance is None or can_see_all(self.context["request"].user):
+            return []
+        return [
+            name
+            for name in SUPPRESSION_FLAGS
+            if getattr(self.instance, name) and attrs.get(name) is False
+        ]
 
     def get_fields(self):
         fields = super().get_fields()
