@@ -17,6 +17,7 @@ from nurture.models import Cadence, Enrollment
 
 from .enrollment import exit_enrollments
 from .out_of_office import is_out_of_office, pause_for_out_of_office
+from .outcomes import stamp_touch_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def ingest_events(rows: Iterable[Mapping], *, now: dt.datetime) -> IngestResult:
         with transaction.atomic():
             result.created = _store(new)
             _apply_effects(result.created, now=now)
+            stamp_touch_outcomes(result.created)
 
     # Report ids in input order; in-call repeats point at the stored event.
     stored = {_key(event): event.pk for event in result.created if event.external_id}
