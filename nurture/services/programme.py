@@ -230,9 +230,9 @@ def ensure_default_programme() -> dict[str, list[str]]:
 
 
 def _ensure_cadence(created: dict[str, list[str]]) -> None:
-    cadence, new = Cadence.objects.get_or_create(
-        name=CADENCE_NAME,
-        defaults={
+    _ensure_steps(
+        CADENCE_NAME,
+        {
             "description": "Warm new MQLs up over two weeks by email, phone "
             "and LinkedIn until a rep takes over.",
             "send_window_start": dt.time(8, 0),
@@ -242,32 +242,15 @@ def _ensure_cadence(created: dict[str, list[str]]) -> None:
             "exit_on_meeting": True,
             "exit_on_handoff": True,
         },
+        CADENCE_STEPS,
+        created,
     )
-    if new:
-        created["cadences"].append(cadence.name)
-    for position, name, channel, wait, unit, subject, text in CADENCE_STEPS:
-        is_email = channel == Channel.EMAIL
-        _, new = Step.objects.get_or_create(
-            cadence=cadence,
-            position=position,
-            defaults={
-                "name": name,
-                "channel": channel,
-                "wait_amount": wait,
-                "wait_unit": unit,
-                "subject": subject,
-                "body": text if is_email else "",
-                "task_instructions": "" if is_email else text,
-            },
-        )
-        if new:
-            created["steps"].append(name)
 
 
 def _ensure_re_engagement(created: dict[str, list[str]]) -> None:
-    cadence, new = Cadence.objects.get_or_create(
-        name=RE_ENGAGEMENT_CADENCE,
-        defaults={
+    _ensure_steps(
+        RE_ENGAGEMENT_CADENCE,
+        {
             "description": "Win back recycled leads and stale deals.",
             "send_window_start": dt.time(8, 0),
             "send_window_end": dt.time(18, 0),
@@ -275,16 +258,23 @@ def _ensure_re_engagement(created: dict[str, list[str]]) -> None:
             "reenrollment": Cadence.Reenrollment.AFTER_DAYS,
             "reenroll_after_days": 30,
         },
+        RE_ENGAGEMENT_STEPS,
+        created,
     )
+
+
+def _ensure_steps(name, defaults, steps, created: dict[str, list[str]]) -> None:
+    """Create a cadence and whichever of its steps are missing, by position."""
+    cadence, new = Cadence.objects.get_or_create(name=name, defaults=defaults)
     if new:
         created["cadences"].append(cadence.name)
-    for position, name, channel, wait, unit, subject, text in RE_ENGAGEMENT_STEPS:
+    for position, step_name, channel, wait, unit, subject, text in steps:
         is_email = channel == Channel.EMAIL
         _, new = Step.objects.get_or_create(
             cadence=cadence,
             position=position,
             defaults={
-                "name": name,
+                "name": step_name,
                 "channel": channel,
                 "wait_amount": wait,
                 "wait_unit": unit,
@@ -294,7 +284,7 @@ def _ensure_re_engagement(created: dict[str, list[str]]) -> None:
             },
         )
         if new:
-            created["steps"].append(name)
+            created["steps"].append(step_name)
 
 
 def _ensure_scoring(created: dict[str, list[str]]) -> None:
