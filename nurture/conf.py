@@ -73,6 +73,12 @@ DEFAULTS = {
     "NURTURE_OUT_OF_OFFICE_DAYS": 7,
     # Folder the direct mail export writes its CSV files to.
     "NURTURE_DIRECT_MAIL_DIR": "var/direct_mail",
+    # Email provider webhooks refuse every post until their secret is set:
+    # Mailgun's HTTP webhook signing key, and for Postmark and SendGrid a
+    # token of our choosing put in the webhook URL (?token=) or basic auth.
+    "NURTURE_MAILGUN_SIGNING_KEY": "",
+    "NURTURE_POSTMARK_WEBHOOK_TOKEN": "",
+    "NURTURE_SENDGRID_WEBHOOK_TOKEN": "",
 }
 
 

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from . import audiences, views
+from . import audiences, esp, views
 
 router = SimpleRouter()
 router.register("events", views.EventViewSet, basename="event")
@@ -19,5 +19,10 @@ urlpatterns = router.urls + [
         "audiences/<slug:audience>/members.csv",
         audiences.AudienceMemberCsv.as_view(),
         name="audience-members-csv",
+    ),
+    path(
+        "webhooks/esp/<slug:provider>/",
+        esp.ProviderWebhook.as_view(),
+        name="esp-webhook",
     ),
 ]

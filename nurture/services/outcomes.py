@@ -56,7 +56,7 @@ def stamp_touch_outcomes(events: Iterable[EngagementEvent]) -> int:
     if not references:
         return 0
 
-    touches = _load_touches([ref for _, ref in references])
+    touches = load_touches([ref for _, ref in references])
 
     # The earliest time per touch and field; only the touch's own contact
     # can say something about it.
@@ -96,7 +96,7 @@ def normalise_message_id(value) -> str:
     return f"<{text}>" if text else ""
 
 
-class _TouchIndex:
+class TouchIndex:
     """Email touches found by any of the three references, from one query."""
 
     def __init__(self, rows):
@@ -111,6 +111,7 @@ class _TouchIndex:
                 self.by_provider_id[provider_id] = pk
 
     def resolve(self, ref: tuple[str, int | None, str]) -> int | None:
+        """Return the id of the touch a (Message-ID, id, provider id) names."""
         message_id, touch_id, provider_id = ref
         if message_id in self.by_message_id:
             return self.by_message_id[message_id]
@@ -119,7 +120,8 @@ class _TouchIndex:
         return self.by_provider_id.get(provider_id) if provider_id else None
 
 
-def _load_touches(refs: list[tuple[str, int | None, str]]) -> _TouchIndex:
+def load_touches(refs: list[tuple[str, int | None, str]]) -> TouchIndex:
+    """Return the touches any of the references name, in one query."""
     message_ids = {m for m, _, _ in refs if m}
     touch_ids = {t for _, t, _ in refs if t}
     provider_ids = {p for _, _, p in refs if p}
@@ -129,7 +131,7 @@ def _load_touches(refs: list[tuple[str, int | None, str]]) -> _TouchIndex:
     rows = Touch.objects.filter(match).values_list(
         "pk", "contact_id", "message_id", "provider_message_id"
     )
-    return _TouchIndex(rows)
+    return TouchIndex(rows)
 
 
 def _stamp_first(name: str, times: dict[int, dt.datetime]) -> int:
