@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from crm.models import Contact, EngagementEvent
 from nurture.models import Cadence, Enrollment
@@ -170,7 +170,21 @@ def _store(events: list[EngagementEvent]) -> list[EngagementEvent]:
     if not keyed:
         return created
 
-    # Another request may store the same key between our check and this
+    # _sort_out checked the keys, so a plain insert normally succeeds and
+    # hands back the ids (SQLite 3.35+ and PostgreSQL return them) without
+    # reading the rows again.
+    try:
+        with transaction.atomic():
+            created.extend(
+                EngagementEvent.objects.bulk_create(keyed, batch_size=BULK_BATCH_SIZE)
+            )
+        return created
+    except IntegrityError:
+        for event in keyed:
+            event.pk = None
+        logger.warning("Events stored concurrently by another request; rereading")
+
+    # Another request stored one of these keys between our check and the
     # insert; ignoring the conflict keeps that event stored only once.
     # Ignored rows come back without ids, so read the keyed rows back.
     EngagementEvent.objects.bulk_create(
