@@ -17,6 +17,11 @@ ALLOWED_HOSTS = [
     if host
 ]
 NURTURE_SITE_URL = env_str("NURTURE_SITE_URL", "http://127.0.0.1:8000")
+# Shared secrets the email providers' tracking webhooks prove themselves with;
+# empty refuses every post from that provider.
+NURTURE_MAILGUN_SIGNING_KEY = env_str("NURTURE_MAILGUN_SIGNING_KEY")
+NURTURE_POSTMARK_WEBHOOK_TOKEN = env_str("NURTURE_POSTMARK_WEBHOOK_TOKEN")
+NURTURE_SENDGRID_WEBHOOK_TOKEN = env_str("NURTURE_SENDGRID_WEBHOOK_TOKEN")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
