@@ -275,11 +275,11 @@ def test_use_learned_switch_needs_fitted_weights():
     """An operator cannot switch a model to weights it does not have."""
     model = ScoringModelFactory()
     with pytest.raises(NurtureError):
-        set_use_learned(model, enabled=True)
+        set_use_learned(model, enabled=True, now=NOW)
 
     model.learned_intercept = -0.5
     model.save()
-    set_use_learned(model, enabled=True)
+    set_use_learned(model, enabled=True, now=NOW)
     model.refresh_from_db()
     assert model.use_learned is True
 

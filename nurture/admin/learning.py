@@ -22,7 +22,7 @@ def use_learned_model(modeladmin, request, queryset):
         modeladmin,
         request,
         queryset,
-        lambda model, now: set_use_learned(model, enabled=True),
+        lambda model, now: set_use_learned(model, enabled=True, now=now),
         "%d scoring models now score with their learned weights.",
     )
 
@@ -33,7 +33,7 @@ def use_rules(modeladmin, request, queryset):
         modeladmin,
         request,
         queryset,
-        lambda model, now: set_use_learned(model, enabled=False),
+        lambda model, now: set_use_learned(model, enabled=False, now=now),
         "%d scoring models now score with their rules.",
     )
 

@@ -90,6 +90,35 @@ def contact_features(contact: Contact, events: Iterable[Mapping]) -> dict[str, f
     Events are mappings with ``type`` and ``properties``; web activity
     counts take the largest value reported.
     """
+    return summary_features(contact, summarize_events(events))
+
+
+def summarize_events(
+    events: Iterable[Mapping], summary: Mapping | None = None
+) -> dict[str, Any]:
+    """Fold events into the little the features need to know about them.
+
+    The summary (``types``: event types seen, ``web``: the largest value
+    of each web activity count) is plain JSON, so the scoring engine can
+    store it with a contact's score and fold new events in as they come
+    instead of rereading the contact's history. A new summary is returned.
+    """
+    types = list((summary or {}).get("types", ()))
+    web = dict((summary or {}).get("web", {}))
+    for event in events:
+        if event["type"] != EngagementEvent.Type.WEB_ACTIVITY:
+            if event["type"] not in types:
+                types.append(event["type"])
+            continue
+        for name in WEB_STEPS:
+            number = _number((event["properties"] or {}).get(name))
+            if number is not None:
+                web[name] = max(web.get(name, number), number)
+    return {"types": types, "web": web}
+
+
+def summary_features(contact: Contact, summary: Mapping) -> dict[str, float]:
+    """Return the feature values of a contact and its events' summary."""
     features: dict[str, float] = {}
     for field in CATEGORICAL_FIELDS:
         value = contact_field_value(contact, field)
@@ -100,15 +129,9 @@ def contact_features(contact: Contact, events: Iterable[Mapping]) -> dict[str, f
         if contact_field_value(contact, field) is True:
             features[field] = 1.0
 
-    web: dict[str, float] = {}
-    for event in events:
-        if event["type"] != EngagementEvent.Type.WEB_ACTIVITY:
-            features[f"event={event['type']}"] = 1.0
-            continue
-        for name in WEB_STEPS:
-            number = _number((event["properties"] or {}).get(name))
-            if number is not None:
-                web[name] = max(web.get(name, number), number)
+    for event_type in summary.get("types", ()):
+        features[f"event={event_type}"] = 1.0
+    web = summary.get("web") or {}
     if not web:
         features[NO_WEB_ACTIVITY] = 1.0
     for name, number in web.items():
@@ -119,9 +142,6 @@ def contact_features(contact: Contact, events: Iterable[Mapping]) -> dict[str, f
     return features
 
 
-# TODO(#4): the scoring engine does not call learned_score yet, so switching
-# use_learned on changes no stored score; remove when
-# nurture/services/scoring/engine.py scores use_learned models with it.
 def learned_score(model: ScoringModel, features: Mapping[str, float]) -> float:
     """Return the learned model's conversion probability times 100 (0..100).
 
@@ -136,6 +156,25 @@ def learned_score(model: ScoringModel, features: Mapping[str, float]) -> float:
     )
     logit = max(-MAX_LOGIT, min(MAX_LOGIT, logit))
     return 100.0 / (1.0 + math.exp(-logit))
+
+
+def top_contributions(
+    model: ScoringModel, features: Mapping[str, float], *, limit: int = 5
+) -> list[tuple[str, float]]:
+    """Return the features that moved the learned score most, readable.
+
+    Each is (condition, log-odds it added), largest effect first.
+    """
+    weights = model.learned_weights or {}
+    effects = [
+        (name, weights[name] * value)
+        for name, value in features.items()
+        if weights.get(name) and value
+    ]
+    effects.sort(key=lambda item: (-abs(item[1]), item[0]))
+    return [
+        (describe_feature(name), round(effect, 2)) for name, effect in effects[:limit]
+    ]
 
 
 def fit_learned_model(
@@ -262,15 +301,24 @@ def fit_scoring_model(
     return fit
 
 
-def set_use_learned(model: ScoringModel, *, enabled: bool) -> None:
-    """Switch a model between its learned weights and its hand-written rules."""
+def set_use_learned(model: ScoringModel, *, enabled: bool, now: dt.datetime) -> None:
+    """Switch a model between its learned weights and its hand-written rules.
+
+    A real switch rescores everyone under the model in the background, as
+    a rules change does, so stored totals follow the scorer in use.
+    """
+    from .scoring.jobs import start_rescore
+
     if enabled and model.learned_intercept is None:
         raise NurtureError(
             "has no learned weights yet: run fit_scoring_model first",
             field="use_learned",
         )
+    if model.use_learned == enabled:
+        return
     model.use_learned = enabled
     model.save(update_fields=["use_learned"])
+    start_rescore(model, now=now)
 
 
 def closed_loop_samples() -> list[Sample]:

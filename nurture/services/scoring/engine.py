@@ -30,6 +30,8 @@ from crm.services import change_stage
 from nurture import conf
 from nurture.models import ContactScore, ScoringModel, ScoringRule
 
+from .. import learning
+from . import store
 from .rules import capped_points, decayed, event_matches, fit_hits, is_hand_raise
 
 logger = logging.getLogger(__name__)
@@ -44,16 +46,6 @@ QUALIFYING_STAGES = (
     LifecycleStage.RECYCLED,
 )
 
-SCORE_FIELDS = [
-    "fit_score",
-    "intent_score",
-    "intent_scored_at",
-    "total_score",
-    "explanation",
-    "rule_points",
-    "updated_at",
-]
-
 # ContactScore field -> the Contact field the default model mirrors it to.
 MIRRORED = {
     "fit_score": "fit_score",
@@ -64,6 +56,10 @@ MIRRORED = {
 }
 
 EVENT_FIELDS = ("id", "contact_id", "type", "occurred_at", "properties")
+
+# Where a learned model's score keeps its summary of the contact's events
+# (learning.summarize_events) among the rule points; rule ids never clash.
+LEARNED_KEY = "_learned"
 
 
 @dataclass
@@ -146,11 +142,9 @@ def rescore_new_events(*, now: dt.datetime, batch_size: int | None = None) -> in
         by_contact = defaultdict(list)
         for event in events:
             by_contact[event["contact_id"]].append(event)
-        contacts = _lock_contacts(by_contact)
+        contacts = _lock_contacts(by_contact, models)
         crossings = _score(models, contacts, by_contact, now=now, full=False)
-        EngagementEvent.objects.filter(pk__in=[e["id"] for e in events]).update(
-            scored_at=now
-        )
+        store.mark_scored([e["id"] for e in events], now=now)
 
     _qualify(crossings, now=now)
     logger.info("Scored %d events for %d contacts", len(events), len(contacts))
@@ -167,7 +161,7 @@ def score_contacts(contact_ids: Iterable[int], *, now: dt.datetime) -> int:
     if not models:
         return 0
     with transaction.atomic():
-        contacts = _lock_contacts(list(contact_ids))
+        contacts = _lock_contacts(list(contact_ids), models)
         crossings = _score(models, contacts, {}, now=now, full=False)
     _qualify(crossings, now=now)
     return len(contacts)
@@ -183,7 +177,7 @@ def recompute_contacts(
     active_models(). A fixed number of queries; return how many contacts.
     """
     with transaction.atomic():
-        contacts = _lock_contacts(list(contact_ids))
+        contacts = _lock_contacts(list(contact_ids), [model])
         events = (
             EngagementEvent.objects.filter(
                 contact_id__in=[c.pk for c in contacts], scored_at__isnull=False
@@ -199,7 +193,11 @@ def recompute_contacts(
     return len(contacts)
 
 
-def _lock_contacts(contact_ids: Iterable[int]) -> list[Contact]:
+def _lock_contacts(contact_ids: Iterable[int], models: list[ScoringModel]) -> list:
+    """Lock and read the contacts, as light rows when the rules allow it."""
+    columns = store.rule_columns(models)
+    if columns is not None:
+        return store.load_contacts(contact_ids, columns)
     return list(
         Contact.objects.filter(pk__in=list(contact_ids))
         .select_related("account")
@@ -210,7 +208,7 @@ def _lock_contacts(contact_ids: Iterable[int]) -> list[Contact]:
 
 def _score(
     models: list[ScoringModel],
-    contacts: list[Contact],
+    contacts: list,
     by_contact: dict[int, list[dict]],
     *,
     now: dt.datetime,
@@ -220,15 +218,13 @@ def _score(
     from .upkeep import refresh_account_scores
 
     ids = [c.pk for c in contacts]
-    stored = {
-        (s.contact_id, s.model_id): s
-        for s in ContactScore.objects.filter(
-            contact_id__in=ids, model__in=[m.pk for m in models]
-        )
-    }
+    stored = store.load_scores(ids, [m.pk for m in models])
     hand_raises = conf.get("NURTURE_HAND_RAISE_EVENTS")
+    default = next((m for m in models if m.is_default), None)
+    seeds = _seeds(default, contacts, stored, full=full)
+    histories = _histories(models, ids, stored, full=full)
 
-    crossings, changed = Crossings(), []
+    crossings, changed, mirrored = Crossings(), [], []
     for contact in contacts:
         events = by_contact.get(contact.pk, [])
         if any(is_hand_raise(e, hand_raises) for e in events):
@@ -239,52 +235,98 @@ def _score(
             # intent faded below the threshold crosses it again.
             before = _total_now(score, model, now) if score else 0
             if score is None or full:
-                score = _fresh_score(contact, model, seed=not full)
-            fold_events(model, score, contact, events, now=now)
+                seed = None if full else seeds.get(contact.pk, [])
+                score = _fresh_score(contact, model, seed=seed)
+            fold_events(
+                model,
+                score,
+                contact,
+                events,
+                now=now,
+                history=histories.get(contact.pk),
+            )
             changed.append(score)
+            if model is default:
+                mirrored.append(score)
             _note_crossing(crossings, model, contact.pk, before, score.total_score)
 
-    # Upsert: one statement stores new and existing scores alike.
-    for score in changed:
-        score.pk = None
-    ContactScore.objects.bulk_create(
-        changed,
-        update_conflicts=True,
-        unique_fields=["contact", "model"],
-        update_fields=SCORE_FIELDS,
-    )
-    default = next((m for m in models if m.is_default), None)
+    store.upsert_scores(changed)
     if default is not None and ids:
-        _mirror(default, ids, now=now)
+        store.mirror_scores(mirrored, now=now)
         account_ids = {c.account_id for c in contacts if c.account_id}
         if account_ids:
             refresh_account_scores(account_ids, now=now, model=default)
     return crossings
 
 
-def _fresh_score(contact: Contact, model: ScoringModel, *, seed: bool):
+def _seeds(default, contacts, stored, *, full: bool) -> dict[int, list]:
+    """Return the explanations of contacts whose first default score seeds.
+
+    Scores stored before per-model scoring live on the contact alone; the
+    default model's first score starts from them. One query, only when
+    such a contact is in the batch.
+    """
+    if default is None or full:
+        return {}
+    seeded = [
+        c.pk
+        for c in contacts
+        if (c.intent_score or c.intent_scored_at) and (c.pk, default.pk) not in stored
+    ]
+    return store.load_explanations(seeded)
+
+
+def _histories(models, ids, stored, *, full: bool) -> dict[int, list[dict]]:
+    """Return the scored events of contacts a learned model has no summary of.
+
+    A learned model keeps a summary of each contact's events with its score
+    (see fold_events); a contact first scored under it needs its history
+    once. One query, only when such a contact is in the batch.
+    """
+    if full:
+        return {}
+    missing = [
+        contact_id
+        for model in models
+        if model.use_learned
+        for contact_id in ids
+        if LEARNED_KEY
+        not in getattr(stored.get((contact_id, model.pk)), "rule_points", {})
+    ]
+    return store.load_history(sorted(set(missing)))
+
+
+def _fresh_score(contact, model: ScoringModel, *, seed: list | None):
     """Start a contact's score under a model.
 
     The default model seeds from what the contact already carries, so scores
     stored before per-model scoring keep their intent.
     """
-    score = ContactScore(contact_id=contact.pk, model_id=model.pk, rule_points={})
-    if seed and model.is_default:
+    score = store.Score(contact_id=contact.pk, model_id=model.pk)
+    if seed is not None and model.is_default:
         score.intent_score = contact.intent_score
         score.intent_scored_at = contact.intent_scored_at
-        score.explanation = contact.score_explanation or []
+        score.explanation = seed or []
     return score
 
 
 def fold_events(
     model: ScoringModel,
-    score: ContactScore,
-    contact: Contact,
+    score,
+    contact,
     events: list[dict],
     *,
     now: dt.datetime,
+    history: list[dict] | None = None,
 ) -> None:
-    """Set a score in memory from the profile, decayed intent and new events."""
+    """Set a score in memory from the profile, decayed intent and new events.
+
+    Fit and intent always come from the rules, so the explanation says
+    which fired. Under a model with ``use_learned`` the learned weights set
+    the total instead, from the contact's profile and a summary of every
+    event folded so far, kept in ``rule_points`` under LEARNED_KEY;
+    ``history`` stands in for a summary the score does not have yet.
+    """
     half_life = model.intent_half_life_days
     fit = fit_hits(model.fit_rules, contact, now=now)
     intent = decayed(score.intent_score, score.intent_scored_at, now, half_life)
@@ -315,9 +357,40 @@ def fold_events(
     score.explanation = fit + intent_hits[-EXPLAINED_INTENT_HITS:]
     score.rule_points = rule_points
     score.updated_at = now
+    if model.use_learned:
+        _score_learned(model, score, contact, events, history, now=now)
 
 
-def _total_now(score: ContactScore, model: ScoringModel, now: dt.datetime) -> int:
+def _score_learned(model, score, contact, events, history, *, now) -> None:
+    """Let the learned weights set the total and say so in the explanation."""
+    summary = score.rule_points.pop(LEARNED_KEY, None)
+    if summary is None:
+        summary = learning.summarize_events(history or [])
+    summary = learning.summarize_events(events, summary)
+    score.rule_points[LEARNED_KEY] = summary
+
+    features = learning.summary_features(contact, summary)
+    score.total_score = round(learning.learned_score(model, features))
+    reasons = learning.top_contributions(model, features)
+    because = "; ".join(f"{name} ({effect:+.2f})" for name, effect in reasons)
+    score.explanation.append(
+        {
+            "rule": f"Learned model set the total to {score.total_score} of 100"
+            + (f"; strongest: {because}" if because else ""),
+            "kind": "learned",
+            "points": score.total_score,
+            "at": now.isoformat(),
+            "features": [
+                {"feature": name, "log_odds": effect} for name, effect in reasons
+            ],
+        }
+    )
+
+
+def _total_now(score, model: ScoringModel, now: dt.datetime) -> int:
+    if model.use_learned:
+        # A learned total reads the profile and events, not time: no decay.
+        return score.total_score
     intent = decayed(
         score.intent_score, score.intent_scored_at, now, model.intent_half_life_days
     )
