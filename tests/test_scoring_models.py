@@ -1,17 +1,21 @@
 """Several scoring models at once: per-model scores, caps, negative rules."""
 
 import datetime as dt
+import math
 
 import pytest
+from django.urls import reverse
 
 from crm.models import Contact
-from nurture.models import ContactScore, ScoringRule
+from nurture.models import ContactScore, RescoreJob, ScoringRule
+from nurture.services.learning import set_use_learned
 from nurture.services.scoring import (
     compare,
     current_intent,
     decay_scores,
     employee_band,
     rescore_new_events,
+    run_rescore_batch,
     score_contacts,
 )
 from tests.factories import (
@@ -211,3 +215,152 @@ def test_decay_task_persists_decayed_intent_in_constant_queries(
         assert contact.total_score == 10
     # nothing is due again until the persist interval has passed
     assert decay_scores(now=later + dt.timedelta(hours=1)) == 0
+
+
+def learned_model(**fields):
+    """A default model with rules and fitted weights, thresholds out of reach."""
+    model = ScoringModelFactory(
+        mql_threshold=1000,
+        use_learned=True,
+        learned_intercept=-2.0,
+        learned_weights={
+            "occupation=Student": -1.0,
+            "event=content_download": 3.0,
+            "visits>=5": 2.0,
+        },
+        **fields,
+    )
+    ScoringRuleFactory(
+        model=model, name="Student", field="occupation", value="student", points=-5
+    )
+    ScoringRuleFactory(
+        model=model,
+        kind=Intent,
+        name="Download",
+        event_type="content_download",
+        points=15,
+    )
+    return model
+
+
+def learned_total(logit: float) -> int:
+    return round(100 / (1 + math.exp(-logit)))
+
+
+def test_a_learned_model_sets_the_total_and_explains_it():
+    """With use_learned on, the learned weights set the total; fit and intent
+    still come from the rules, and the explanation names the learned model
+    and its strongest features."""
+    model = learned_model()
+    contact = ContactFactory(occupation="Student")
+    EngagementEventFactory(contact=contact, type="content_download", occurred_at=NOW)
+
+    rescore_new_events(now=NOW)
+
+    score = ContactScore.objects.get(contact=contact, model=model)
+    # intercept -2, student -1, download +3: logit 0, so 50 of 100
+    assert score.total_score == learned_total(0.0) == 50
+    assert (score.fit_score, round(score.intent_score)) == (-5, 15)
+    learned = [line for line in score.explanation if line["kind"] == "learned"]
+    assert learned[0]["rule"].startswith("Learned model set the total to 50 of 100")
+    assert [f["feature"] for f in learned[0]["features"]] == [
+        "Content download event recorded",
+        "Occupation is Student",
+    ]
+    assert {line["rule"] for line in score.explanation} >= {"Student", "Download"}
+    contact.refresh_from_db()
+    assert contact.total_score == 50
+
+
+def test_a_learned_total_folds_new_events_without_rereading_history(
+    django_assert_num_queries,
+):
+    """Later batches add to the summary stored with the score: the learned
+    total follows every event so far at the same query cost as rules."""
+    model = learned_model()
+    contact = ContactFactory(occupation="Engineer")
+    EngagementEventFactory(contact=contact, type="content_download", occurred_at=NOW)
+    rescore_new_events(now=NOW)
+    assert ContactScore.objects.get(contact=contact).total_score == learned_total(1)
+
+    # given web activity reaching five visits arrives later
+    EngagementEventFactory(
+        contact=contact,
+        type="web_activity",
+        properties={"visits": 6},
+        occurred_at=NOW,
+    )
+
+    # when it is scored, no history is read: models, rules, events,
+    # contacts, scores, upsert, mirror, marking, and the savepoint pair
+    with django_assert_num_queries(10):
+        rescore_new_events(now=NOW + dt.timedelta(hours=1))
+
+    # then the total counts the earlier download and the visits
+    score = ContactScore.objects.get(contact=contact, model=model)
+    assert score.total_score == learned_total(-2 + 3 + 2)
+
+
+def test_a_contact_first_scored_by_a_learned_model_counts_its_history():
+    """A score with no event summary yet reads the contact's scored events
+    once, so switching on never forgets what a lead already did."""
+    learned_model()
+    contact = ContactFactory(occupation="Engineer")
+    EngagementEventFactory(
+        contact=contact, type="content_download", occurred_at=NOW, scored_at=NOW
+    )
+
+    score_contacts([contact.pk], now=NOW)
+
+    assert ContactScore.objects.get(contact=contact).total_score == learned_total(1)
+
+
+def test_switching_the_learned_model_off_returns_to_the_rules():
+    """Switching back queues a rescore, and the job scores by the rules."""
+    model = learned_model()
+    contact = ContactFactory(occupation="Student")
+    EngagementEventFactory(contact=contact, type="content_download", occurred_at=NOW)
+    rescore_new_events(now=NOW)
+    assert ContactScore.objects.get(contact=contact).total_score == 50
+
+    # when an operator switches to the rules
+    set_use_learned(model, enabled=False, now=NOW)
+    job = RescoreJob.objects.get(model=model)
+    while run_rescore_batch(job.pk, now=NOW):
+        pass
+
+    # then the total is fit plus intent again, with no learned line
+    score = ContactScore.objects.get(contact=contact, model=model)
+    assert score.total_score == -5 + 15
+    assert all(line["kind"] != "learned" for line in score.explanation)
+    assert "_learned" not in score.rule_points
+
+
+def test_decay_keeps_a_learned_total():
+    """Persisting decayed intent does not touch a total the weights set."""
+    learned_model(intent_half_life_days=10)
+    contact = ContactFactory(occupation="Student")
+    EngagementEventFactory(contact=contact, type="content_download", occurred_at=NOW)
+    rescore_new_events(now=NOW)
+
+    decay_scores(now=NOW + dt.timedelta(days=10))
+
+    score = ContactScore.objects.get(contact=contact)
+    assert round(score.intent_score, 1) == 7.5
+    assert score.total_score == 50
+
+
+def test_the_admin_switch_queues_a_rescore(admin_client):
+    """Each real switch, on or off, starts one rescore job for the model."""
+    model = learned_model()
+    model.use_learned = False
+    model.save()
+    url = reverse("admin:nurture_scoringmodel_changelist")
+
+    admin_client.post(
+        url, {"action": "use_learned_model", "_selected_action": [model.pk]}
+    )
+    assert RescoreJob.objects.filter(model=model).count() == 1
+
+    admin_client.post(url, {"action": "use_rules", "_selected_action": [model.pk]})
+    assert RescoreJob.objects.filter(model=model).count() == 2

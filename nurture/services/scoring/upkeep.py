@@ -91,7 +91,9 @@ def decay_scores(*, now: dt.datetime, batch_size: int | None = None) -> int:
         last_id = batch[-1].pk
         with transaction.atomic():
             for score in batch:
-                _decay(score, score.model.intent_half_life_days, now)
+                # A learned total does not decay: it reads no intent.
+                keep = score.model.use_learned
+                _decay(score, score.model.intent_half_life_days, now, keep_total=keep)
             defaults = {s.contact_id for s in batch if s.model.is_default}
             models = {s.model_id: s.model for s in batch}
             for score in batch:
@@ -136,10 +138,13 @@ def decay_account_scores(
     return done
 
 
-def _decay(record, half_life: float, now: dt.datetime) -> None:
+def _decay(
+    record, half_life: float, now: dt.datetime, *, keep_total: bool = False
+) -> None:
     intent = decayed(record.intent_score, record.intent_scored_at, now, half_life)
     record.intent_score = intent if intent >= NEGLIGIBLE_INTENT else 0.0
     record.intent_scored_at = now
-    record.total_score = record.fit_score + round(record.intent_score)
+    if not keep_total:
+        record.total_score = record.fit_score + round(record.intent_score)
     if hasattr(record, "updated_at"):
         record.updated_at = now
