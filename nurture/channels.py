@@ -29,7 +29,7 @@ from nurture.services.rendering import (
     sender_name,
     uses_content,
 )
-from nurture.services.unsubscribe import unsubscribe_url
+from nurture.services.unsubscribe import UnsubscribeLinks
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +153,18 @@ class EmailChannel(BaseChannel):
     One backend connection serves the whole batch. Messages go out one at a
     time so a refused message marks only its own touch failed. The touch's
     A/B variant and the contacts' next content items are loaded once per
-    batch; a touch that offered an item records it in its detail.
+    batch; a touch that offered an item records it in its detail. What is
+    the same for every message (compiled templates, the unsubscribe URL's
+    prefix and signing key, sender addresses) is worked out once per batch.
     """
 
     def send(self, touches: list[Touch]) -> dict[int, Delivery]:
         results: dict[int, Delivery] = {}
         templates = StepTemplates()
+        self.links = UnsubscribeLinks()
+        self.senders: dict[int | None, str] = {}
+        self.mailto = conf.get("NURTURE_UNSUBSCRIBE_MAILTO")
+        self.message_id = _message_id_parts()
         variants = self.load_variants(touches)
         contents = self.load_contents(touches, variants)
         connection = get_connection()
@@ -217,7 +223,7 @@ class EmailChannel(BaseChannel):
         """Return the EmailMultiAlternatives that carries one touch."""
         contact = touch.contact
         sender = contact.owner or touch.enrollment.cadence.sender
-        unsubscribe = unsubscribe_url(contact.pk, touch.pk)
+        unsubscribe = self.links.url(contact.pk, touch.pk)
         rendered = render_step_email(
             touch.step,
             contact,
@@ -230,25 +236,33 @@ class EmailChannel(BaseChannel):
         message = EmailMultiAlternatives(
             subject=rendered.subject,
             body=rendered.text,
-            from_email=email.utils.formataddr(
-                (sender_name(sender), settings.DEFAULT_FROM_EMAIL)
-            ),
+            from_email=self.from_address(sender),
             to=[contact.email],
             reply_to=[sender.email] if sender and sender.email else None,
             headers={
-                "Message-ID": touch_message_id(touch.pk),
-                **unsubscribe_headers(unsubscribe),
+                "Message-ID": f"{self.message_id[0]}{touch.pk}{self.message_id[1]}",
+                **unsubscribe_headers(unsubscribe, mailto=self.mailto),
             },
-            connection=connection,
+            # Not the batch's connection: send() passes it, and the locmem
+            # backend would deep-copy it into every stored message.
         )
         message.attach_alternative(rendered.html, "text/html")
         return message
 
+    def from_address(self, sender) -> str:
+        """Return the From header for a sending user, once per sender."""
+        key = sender.pk if sender is not None else None
+        if key not in self.senders:
+            self.senders[key] = email.utils.formataddr(
+                (sender_name(sender), settings.DEFAULT_FROM_EMAIL)
+            )
+        return self.senders[key]
 
-def unsubscribe_headers(url: str) -> dict[str, str]:
+
+def unsubscribe_headers(url: str, *, mailto: str | None = None) -> dict[str, str]:
     """Return the RFC 8058 one-click unsubscribe headers for a link."""
     targets = [f"<{url}>"]
-    mailbox = conf.get("NURTURE_UNSUBSCRIBE_MAILTO")
+    mailbox = conf.get("NURTURE_UNSUBSCRIBE_MAILTO") if mailto is None else mailto
     if mailbox:
         targets.append(f"<mailto:{mailbox}?subject=unsubscribe>")
     return {

@@ -10,6 +10,14 @@ from nurture.channels import EmailChannel
 from nurture.models import ContentItem, StepVariant, Touch
 from nurture.services.content import offered_detail
 from nurture.services.rendering import render_step_email
+from nurture.services.unsubscribe import (
+    InvalidToken,
+    UnsubscribeLink,
+    UnsubscribeLinks,
+    make_token,
+    read_token,
+    unsubscribe_url,
+)
 from tests.factories import ContactFactory, StepFactory, TouchFactory
 
 pytestmark = pytest.mark.django_db
@@ -116,3 +124,50 @@ def test_steps_that_ignore_content_cost_no_content_queries(django_assert_num_que
         EmailChannel(now=NOW).send(touches)
 
     assert len(mail.outbox) == 3
+
+
+def test_batch_links_are_the_same_signed_links_unsubscribe_url_makes(
+    settings, monkeypatch
+):
+    """The batch's faster links equal unsubscribe_url's, token for token.
+
+    So they are as opaque and as signed, read back by read_token, and
+    expire after NURTURE_UNSUBSCRIBE_MAX_AGE_DAYS like every other link.
+    """
+    settings.NURTURE_SITE_URL = "https://nurture.example.com/"
+    issued = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()
+    monkeypatch.setattr("time.time", lambda: issued)
+    links = UnsubscribeLinks()
+    token = links.token(42, 7)
+
+    assert links.url(42, 7) == unsubscribe_url(42, 7)
+    assert links.url(42) == unsubscribe_url(42)
+    assert read_token(links.token(42, 7)) == UnsubscribeLink(42, 7)
+
+    settings.NURTURE_UNSUBSCRIBE_MAX_AGE_DAYS = 60
+    monkeypatch.setattr("time.time", lambda: issued + 61 * 86400)
+    with pytest.raises(InvalidToken):
+        read_token(token)
+
+
+def test_a_tampered_batch_token_is_refused():
+    """Changing the ids inside a batch token breaks its signature."""
+    token = UnsubscribeLinks().token(42, 7)
+    forged = token.replace(token.split(":")[0], make_token(43, 7).split(":")[0])
+
+    with pytest.raises(InvalidToken):
+        read_token(forged)
+
+
+def test_a_template_cannot_leak_a_variable_from_subject_into_body():
+    """What the subject template sets is gone when the body renders."""
+    step = StepFactory(
+        subject="{% firstof 'leaked' as marker %}Hello",
+        body="[{{ marker }}]",
+    )
+
+    rendered = render_step_email(step, ContactFactory())
+
+    assert rendered.subject == "Hello"
+    assert rendered.text.startswith("[]")
+    assert "[]" in rendered.html

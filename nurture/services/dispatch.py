@@ -33,7 +33,7 @@ from django.db.models import F, Q
 from crm.models import Contact, Rep
 from nurture import conf
 from nurture.channels import Delivery, get_channel, touch_message_id_expression
-from nurture.models import Channel, Enrollment, Step, Touch
+from nurture.models import Cadence, Channel, Enrollment, Step, Touch
 
 from .business_hours import calendar_for, next_working_moment
 from .enrollment import exit_enrollments
@@ -43,7 +43,7 @@ from .schedule import step_due_at
 from .send_window import next_send_time
 from .skips import load_histories, should_skip
 from .suppression import email_suppression, exit_reason
-from .variants import choose_variant
+from .variants import choose_variant, competing_variants
 from .zones import ResolvedZone, contact_country_code, resolve_zone
 
 logger = logging.getLogger(__name__)
@@ -236,13 +236,12 @@ _UNUSED_FIELDS = (
             "known_converted",
         )
     ),
-    *(
-        f"{user}__{name}"
-        for user in ("contact__owner", "cadence__sender")
-        for name in ("password", "last_login", "date_joined")
-    ),
-    "cadence__description",
-    "cadence__created_at",
+    *(f"contact__owner__{name}" for name in ("password", "last_login", "date_joined")),
+)
+_UNUSED_CADENCE_FIELDS = (
+    "description",
+    "created_at",
+    *(f"sender__{name}" for name in ("password", "last_login", "date_joined")),
 )
 
 
@@ -273,16 +272,23 @@ class _Batch:
         self._zones: dict[int, tuple[ResolvedZone, str]] = {}
         self._windows: dict[tuple, dt.datetime | None] = {}
         self._waits: dict[tuple, dt.datetime] = {}
+        self._variants: dict[int, list] = {}
 
     @classmethod
     def load(cls, ids: list[int], *, now: dt.datetime) -> "_Batch":
         enrollments = list(
             Enrollment.objects.filter(pk__in=ids)
-            .select_related("contact__owner", "contact__account", "cadence__sender")
+            .select_related("contact__owner", "contact__account")
             .defer(*_UNUSED_FIELDS)
         )
-        steps: dict[int, list[Step]] = defaultdict(list)
+        # A batch holds many enrollments of few cadences: load each cadence
+        # once and share it, rather than build one per joined row.
         cadence_ids = {e.cadence_id for e in enrollments}
+        cadences = Cadence.objects.filter(pk__in=cadence_ids).select_related("sender")
+        cadences = {c.pk: c for c in cadences.defer(*_UNUSED_CADENCE_FIELDS)}
+        for enrollment in enrollments:
+            enrollment.cadence = cadences[enrollment.cadence_id]
+        steps: dict[int, list[Step]] = defaultdict(list)
         for step in (
             Step.objects.filter(cadence_id__in=cadence_ids)
             .prefetch_related("variants")
@@ -466,10 +472,16 @@ class _Batch:
             created_at=self.now,
             attempts=1 if status == Touch.Status.SENDING else 0,
             local_zone=zone.label,
-            variant=choose_variant(step, enrollment.contact)
-            if step.channel == Channel.EMAIL
-            else None,
+            variant=self.variant_for(step, enrollment.contact),
         )
+
+    def variant_for(self, step: Step, contact: Contact):
+        """Return the A/B variant of an email step this contact gets."""
+        if step.channel != Channel.EMAIL:
+            return None
+        if step.pk not in self._variants:
+            self._variants[step.pk] = competing_variants(step)
+        return choose_variant(step, contact, variants=self._variants[step.pk])
 
     def record_touches(self):
         """Write the touches about to be delivered before any is delivered."""

@@ -4,7 +4,6 @@ import logging
 from dataclasses import dataclass
 
 from django.template import Context, Engine, Template
-from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
 from crm.models import Contact
@@ -22,10 +21,24 @@ class RenderedEmail:
 
 
 class StepTemplates:
-    """Compile each step's templates once per batch, not once per contact."""
+    """Compile each step's templates once per batch, not once per contact.
+
+    The email layouts are looked up once too, and the postal address read
+    once, so that rendering one more contact only renders.
+    """
 
     def __init__(self):
         self._compiled: dict[tuple[str, int, str], Template] = {}
+        self._layouts: dict[str, Template] = {}
+        self.sender_address = conf.get("NURTURE_SENDER_ADDRESS")
+
+    def layout(self, name: str) -> Template:
+        """Return the email layout template ``name`` (base.txt, base.html)."""
+        if name not in self._layouts:
+            self._layouts[name] = Engine.get_default().get_template(
+                f"nurture/email/{name}"
+            )
+        return self._layouts[name]
 
     def get(self, step: Step, part: str, variant: StepVariant | None = None):
         """Return the compiled subject or body of a step, or of its variant."""
@@ -80,40 +93,47 @@ def render_step_email(
 
         unsubscribe_url = contact_unsubscribe_url(contact.pk)
     signature = sender_name(sender)
-    context = {
-        "contact": contact,
-        "account": contact.account,
-        "sender": signature,
-        "sender_user": sender,
-        "step": step,
-        "variant": variant,
-        "content": content,
-        "greeting_name": greeting_name(contact),
-    }
+    context = Context(
+        {
+            "contact": contact,
+            "account": contact.account,
+            "sender": signature,
+            "sender_user": sender,
+            "step": step,
+            "variant": variant,
+            "content": content,
+            "greeting_name": greeting_name(contact),
+        },
+        autoescape=False,
+    )
 
     # The plain text and the subject must not be HTML-escaped; the HTML
-    # part must be, because contact fields come from outside.
-    subject = templates.get(step, "subject", variant).render(
-        Context(context, autoescape=False)
-    )
-    text_body = templates.get(step, "body", variant).render(
-        Context(context, autoescape=False)
-    )
-    html_body = templates.get(step, "body", variant).render(Context(context))
+    # part must be, because contact fields come from outside. One context
+    # serves every part; each render gets a layer of its own, so nothing a
+    # template sets leaks into the next.
+    subject = _render(templates.get(step, "subject", variant), context)
+    text_body = _render(templates.get(step, "body", variant), context)
+    context.autoescape = True
+    html_body = _render(templates.get(step, "body", variant), context)
 
+    # The layouts see only what render_to_string would give them.
     layout = {
         "sender": signature,
-        "sender_address": conf.get("NURTURE_SENDER_ADDRESS"),
+        "sender_address": templates.sender_address,
         "unsubscribe_url": unsubscribe_url,
     }
     return RenderedEmail(
         # A header holds one line; templates often end with a newline.
         subject=" ".join(subject.split()),
-        text=render_to_string(
-            "nurture/email/base.txt", {**layout, "body": text_body.strip()}
+        text=templates.layout("base.txt").render(
+            Context({**layout, "body": text_body.strip()})
         ),
-        html=render_to_string(
-            "nurture/email/base.html",
-            {**layout, "body": mark_safe(html_body.strip())},
+        html=templates.layout("base.html").render(
+            Context({**layout, "body": mark_safe(html_body.strip())})
         ),
     )
+
+
+def _render(template: Template, context: Context) -> str:
+    with context.push():
+        return template.render(context)

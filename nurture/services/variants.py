@@ -8,18 +8,30 @@ from crm.models import Contact
 from nurture.models import Step, StepVariant, Touch
 
 
-def choose_variant(step: Step, contact: Contact) -> StepVariant | None:
+def competing_variants(step: Step) -> list[StepVariant]:
+    """Return the variants of ``step`` that take part in its split, in order.
+
+    Only active variants with a positive weight take part. Prefetch
+    ``variants`` on the steps of a batch to keep this free of queries.
+    """
+    return sorted(
+        (v for v in step.variants.all() if v.is_active and v.weight > 0),
+        key=lambda v: (v.label, v.pk),
+    )
+
+
+def choose_variant(
+    step: Step, contact: Contact, *, variants: list[StepVariant] | None = None
+) -> StepVariant | None:
     """Return the variant of ``step`` this contact gets, or None without any.
 
     The choice hashes the step and contact ids, so it is the same on every
     run and every worker, and splits contacts by the variants' weights.
-    Only active variants with a positive weight take part. Prefetch
-    ``variants`` on the steps of a batch to keep this free of queries.
+    A batch passes ``variants`` (competing_variants(step)) worked out once
+    per step.
     """
-    variants = sorted(
-        (v for v in step.variants.all() if v.is_active and v.weight > 0),
-        key=lambda v: (v.label, v.pk),
-    )
+    if variants is None:
+        variants = competing_variants(step)
     if not variants:
         return None
 
