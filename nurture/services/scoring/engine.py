@@ -225,6 +225,7 @@ def _score(
     histories = _histories(models, ids, stored, full=full)
 
     crossings, changed, mirrored = Crossings(), [], []
+    memo: dict = {}
     for contact in contacts:
         events = by_contact.get(contact.pk, [])
         if any(is_hand_raise(e, hand_raises) for e in events):
@@ -244,6 +245,7 @@ def _score(
                 events,
                 now=now,
                 history=histories.get(contact.pk),
+                memo=memo,
             )
             changed.append(score)
             if model is default:
@@ -318,6 +320,7 @@ def fold_events(
     *,
     now: dt.datetime,
     history: list[dict] | None = None,
+    memo: dict | None = None,
 ) -> None:
     """Set a score in memory from the profile, decayed intent and new events.
 
@@ -325,10 +328,11 @@ def fold_events(
     which fired. Under a model with ``use_learned`` the learned weights set
     the total instead, from the contact's profile and a summary of every
     event folded so far, kept in ``rule_points`` under LEARNED_KEY;
-    ``history`` stands in for a summary the score does not have yet.
+    ``history`` stands in for a summary the score does not have yet;
+    ``memo`` is shared by the contacts of a batch (see fit_hits).
     """
     half_life = model.intent_half_life_days
-    fit = fit_hits(model.fit_rules, contact, now=now)
+    fit = fit_hits(model.fit_rules, contact, now=now, memo=memo)
     intent = decayed(score.intent_score, score.intent_scored_at, now, half_life)
     intent_hits = [h for h in score.explanation or [] if h.get("kind") == "intent"]
     rule_points = dict(score.rule_points or {})

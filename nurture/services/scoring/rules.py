@@ -72,14 +72,33 @@ def account_value(account, field: str) -> Any:
     return getattr(account, name, None)
 
 
-def fit_hits(rules: list[ScoringRule], contact, *, now: dt.datetime) -> list[dict]:
-    """Return an explanation entry for every fit rule the contact meets."""
+def fit_hits(
+    rules: list[ScoringRule],
+    contact,
+    *,
+    now: dt.datetime,
+    memo: dict | None = None,
+) -> list[dict]:
+    """Return an explanation entry for every fit rule the contact meets.
+
+    Pass the same ``memo`` dict for many contacts: contacts share a few
+    values per field, so each rule tests each distinct value once.
+    """
     stamp = now.isoformat()
     return [
         {"rule": r.name, "kind": "fit", "points": r.points, "at": stamp}
         for r in rules
-        if compare(r.operator, rule_value(contact, r.field), r.value)
+        if _meets(r, rule_value(contact, r.field), memo)
     ]
+
+
+def _meets(rule: ScoringRule, value: Any, memo: dict | None) -> bool:
+    if memo is None or not isinstance(value, str | int | float | bool | None):
+        return compare(rule.operator, value, rule.value)
+    key = (id(rule), type(value), value)
+    if key not in memo:
+        memo[key] = compare(rule.operator, value, rule.value)
+    return memo[key]
 
 
 def event_matches(rule: ScoringRule, event: dict) -> bool:

@@ -189,8 +189,7 @@ def upsert_scores(scores: list[Score]) -> None:
         f"ON CONFLICT ({quote('contact_id')}, {quote('model_id')}) DO UPDATE SET "
         + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in SCORE_COLUMNS)
     )
-    as_json = ContactScore._meta.get_field("explanation").get_db_prep_save
-    when = ops.adapt_datetimefield_value
+    as_json, when = _adapters()
     params = [
         (
             s.contact_id,
@@ -199,8 +198,8 @@ def upsert_scores(scores: list[Score]) -> None:
             s.intent_score,
             when(s.intent_scored_at),
             s.total_score,
-            as_json(s.explanation, connection),
-            as_json(s.rule_points, connection),
+            as_json(s.explanation),
+            as_json(s.rule_points),
             when(s.updated_at),
         )
         for s in scores
@@ -220,8 +219,7 @@ def mirror_scores(scores: list[Score], *, now: dt.datetime) -> None:
         f"UPDATE {quote(Contact._meta.db_table)} SET {sets}, "
         f"{quote('updated_at')} = %s WHERE {quote('id')} = %s"
     )
-    as_json = Contact._meta.get_field("score_explanation").get_db_prep_save
-    when = ops.adapt_datetimefield_value
+    as_json, when = _adapters()
     stamp = when(now)
     params = [
         (
@@ -229,7 +227,7 @@ def mirror_scores(scores: list[Score], *, now: dt.datetime) -> None:
             s.intent_score,
             when(s.intent_scored_at),
             s.total_score,
-            as_json(s.explanation, connection),
+            as_json(s.explanation),
             stamp,
             s.contact_id,
         )
@@ -237,6 +235,26 @@ def mirror_scores(scores: list[Score], *, now: dt.datetime) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+def _adapters():
+    """Return the JSON and datetime adapters for the connection's backend.
+
+    A batch stamps most scores with the same moment, so a datetime is
+    adapted once and reused.
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    adapted: dict = {}
+
+    def when(value):
+        if value not in adapted:
+            adapted[value] = adapt(value)
+        return adapted[value]
+
+    def as_json(value):
+        return connection.ops.adapt_json_value(value, None)
+
+    return as_json, when
 
 
 def mark_scored(event_ids: list[int], *, now: dt.datetime) -> None:
