@@ -324,3 +324,20 @@ def test_context_lists_content_touch_outcomes_and_the_accounts_open_handoffs(tea
     (other,) = context["account_open_handoffs"]
     assert other["contact"] == str(colleague)
     assert "@" not in str(context)
+
+
+def test_reassign_handoff_refuses_a_rep_and_a_lone_team(team):
+    """Only a manager may reassign, and only when another rep is free."""
+    from nurture.services.errors import NurtureError
+    from nurture.services.handoffs import reassign_handoff
+
+    handoff = hand_off(ContactFactory(), now=NOW)
+    rep_user = handoff.assignee
+
+    with pytest.raises(NurtureError, match="only a manager"):
+        reassign_handoff(handoff, now=NOW, actor=rep_user)
+    with pytest.raises(NurtureError, match="no other rep is free"):
+        reassign_handoff(handoff, now=NOW, actor=team.manager.user)
+
+    handoff.refresh_from_db()
+    assert handoff.assignee == rep_user

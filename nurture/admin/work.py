@@ -1,5 +1,6 @@
 """Admin for reps' work: tasks and handoffs."""
 
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
@@ -21,7 +22,14 @@ from ..models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from ..services.handoffs import RejectReason, accept_handoff, reject_handoff
+from ..services.handoffs import (
+    RejectReason,
+    accept_handoff,
+    reassign_handoff,
+    reject_handoff,
+    validate_escalation_chain,
+    validate_response_hours,
+)
 from ..services.sla_reports import ATTAINMENT_DAYS, rep_queue, team_sla
 from ..services.tasks import complete_task
 from .common import apply_to_each, time_left
@@ -120,9 +128,16 @@ class HandoffAdmin(VisibleToMixin, ContactEmailSearchMixin, admin.ModelAdmin):
     search_fields = ("contact__external_id__exact",)
     search_help_text = "A contact's whole email address or external id."
     ordering = ("sla_due_at", "id")
-    raw_id_fields = ("contact", "assignee", "escalated_to", "routing_rule")
-    # A decision is made with the actions, which record it and move the stage.
+    # Decisions and reassignment are made with the actions, which record them,
+    # move the stage or the owner, notify and keep the SLA: nothing here is
+    # edited by hand, or a rep could move their own deadline or give the lead
+    # away unseen.
     readonly_fields = (
+        "contact",
+        "assignee",
+        "routing_rule",
+        "routing_reason",
+        "sla_due_at",
         "status",
         "sla_policy",
         "created_at",
@@ -139,7 +154,7 @@ class HandoffAdmin(VisibleToMixin, ContactEmailSearchMixin, admin.ModelAdmin):
     change_form_template = "admin/nurture/handoff/change_form.html"
     inlines = (HandoffEscalationInline,)
     show_full_result_count = False
-    actions = ("accept", "reject_not_now", "reject_bad_fit")
+    actions = ("accept", "reject_not_now", "reject_bad_fit", "reassign")
 
     def get_urls(self):
         pages = [
@@ -210,6 +225,25 @@ class HandoffAdmin(VisibleToMixin, ContactEmailSearchMixin, admin.ModelAdmin):
         """Reject the selected handoffs and disqualify their contacts."""
         self._reject(request, queryset, RejectReason.BAD_FIT)
 
+    @admin.action(description="Reassign by routing", permissions=["reassign"])
+    def reassign(self, request, queryset):
+        """Give the selected handoffs to the next rep routing finds."""
+        apply_to_each(
+            self,
+            request,
+            queryset.select_related("contact", "assignee"),
+            lambda handoff, now: reassign_handoff(handoff, now=now, actor=request.user),
+            "Reassigned %d handoffs.",
+        )
+
+    def has_add_permission(self, request):
+        # Handoffs are made by hand_off, with routing, context and an SLA.
+        return False
+
+    def has_reassign_permission(self, request):
+        """Only managers reassign; a rep decides their own handoffs."""
+        return self.has_change_permission(request) and sees_all(request)
+
     def _reject(self, request, queryset, reason):
         apply_to_each(
             self,
@@ -235,8 +269,35 @@ def _sla_row(name: str, summary) -> dict:
     }
 
 
+class SlaPolicyForm(forms.ModelForm):
+    """Refuse a response time or escalation chain the SLA sweep cannot use."""
+
+    class Meta:
+        model = SlaPolicy
+        fields = [
+            "position",
+            "name",
+            "segment",
+            "min_score",
+            "response_business_hours",
+            "escalation_chain",
+            "is_active",
+        ]
+
+    def clean_response_business_hours(self):
+        hours = self.cleaned_data["response_business_hours"]
+        validate_response_hours(hours)
+        return hours
+
+    def clean_escalation_chain(self):
+        chain = self.cleaned_data["escalation_chain"]
+        validate_escalation_chain([] if chain is None else chain)
+        return chain
+
+
 @admin.register(SlaPolicy)
 class SlaPolicyAdmin(admin.ModelAdmin):
+    form = SlaPolicyForm
     list_display = (
         "position",
         "name",

@@ -10,15 +10,17 @@ escalation chain, each step exactly once per handoff (see
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.urls import NoReverseMatch, reverse
 
-from crm.models import Contact, EngagementEvent, LifecycleStage, Rep
+from crm.models import Contact, EngagementEvent, LifecycleStage, Rep, can_see_all
 from crm.services import change_stage
 from nurture import conf
 from nurture.models import (
@@ -44,6 +46,10 @@ logger = logging.getLogger(__name__)
 CONTEXT_EVENTS = 10
 CONTEXT_CONTENT = 20
 CONTEXT_TOUCHES = 20
+
+# The longest deadline or escalation wait a policy may set: about a year of
+# working days. Business-hours arithmetic gives up looking further ahead.
+MAX_BUSINESS_HOURS = 2000
 
 
 class RejectReason:
@@ -174,11 +180,50 @@ def sla_policy_for(contact: Contact) -> SlaPolicy | None:
     return None
 
 
+def validate_response_hours(value) -> None:
+    """Refuse a response time that is not a positive number of business hours.
+
+    Raise ValidationError unless ``value`` is a finite number above zero and
+    at most MAX_BUSINESS_HOURS.
+    """
+    if not _is_number(value) or value <= 0:
+        raise ValidationError("Give a positive number of business hours.")
+    if value > MAX_BUSINESS_HOURS:
+        raise ValidationError(
+            f"Give at most {MAX_BUSINESS_HOURS} business hours (about a year)."
+        )
+
+
 def response_hours(policy: SlaPolicy | None) -> float:
-    """Return the business hours a policy (or the default) gives to respond."""
+    """Return the business hours a policy (or the default) gives to respond.
+
+    A policy whose stored value is unusable (written around the admin's
+    validation) falls back to NURTURE_HANDOFF_SLA_HOURS, so one bad row
+    cannot stop every handoff.
+    """
+    default = float(conf.get("NURTURE_HANDOFF_SLA_HOURS"))
     if policy is None:
-        return float(conf.get("NURTURE_HANDOFF_SLA_HOURS"))
-    return policy.response_business_hours
+        return default
+    hours = policy.response_business_hours
+    try:
+        validate_response_hours(hours)
+    except ValidationError:
+        logger.warning(
+            "SLA policy %s has an unusable response time; using %s hours",
+            policy.pk,
+            default,
+            extra={"sla_policy_id": policy.pk},
+        )
+        return default
+    return float(hours)
+
+
+def _is_number(value) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 def hand_off(contact: Contact, *, now: dt.datetime, actor=None) -> Handoff | None:
@@ -456,15 +501,87 @@ class SlaSweepResult:
         return {"breached": self.breached, "steps": len(self.steps)}
 
 
+def validate_escalation_chain(value) -> None:
+    """Refuse an escalation chain the sweep could not run, naming the step.
+
+    A chain is a list of steps, each an object with an ``action`` the sweep
+    knows and an optional ``after_business_hours``, a number from 0 to
+    MAX_BUSINESS_HOURS. An action appears once: a breach runs each step once.
+    Steps are numbered from 1 in the message.
+    """
+    if not isinstance(value, list):
+        raise ValidationError(
+            'Give a list of steps, e.g. [{"action": "remind", '
+            '"after_business_hours": 0}].'
+        )
+    seen: set[str] = set()
+    for number, step in enumerate(value, start=1):
+        problem = _step_problem(step, seen)
+        if problem:
+            raise ValidationError(f"Step {number} {problem}.")
+        seen.add(step["action"])
+
+
+def _step_problem(step, seen: set[str]) -> str:
+    if not isinstance(step, dict):
+        return 'is not an object like {"action": "remind"}'
+    unknown = sorted(set(step) - {"action", "after_business_hours"})
+    if unknown:
+        return f"has unknown keys: {', '.join(map(str, unknown))}"
+    action = step.get("action")
+    if action not in HandoffEscalation.Action.values:
+        known = ", ".join(HandoffEscalation.Action.values)
+        return f"has unknown action {action!r} (use one of {known})"
+    if action in seen:
+        return f"repeats the action {action!r}"
+    hours = step.get("after_business_hours", 0)
+    if not _is_number(hours):
+        return "needs after_business_hours to be a number of hours"
+    if hours < 0:
+        return "needs after_business_hours to be 0 or more"
+    if hours > MAX_BUSINESS_HOURS:
+        return f"needs after_business_hours to be at most {MAX_BUSINESS_HOURS}"
+    return ""
+
+
 def escalation_chain(policy: SlaPolicy | None) -> list[dict]:
-    """Return the steps a breach escalates through, in order."""
-    if policy is None:
-        chain = conf.get("NURTURE_DEFAULT_ESCALATION_CHAIN")
-    else:
-        chain = policy.escalation_chain or []
-    return [
-        step for step in chain if step.get("action") in HandoffEscalation.Action.values
-    ]
+    """Return the steps a breach escalates through, in order.
+
+    A policy whose stored chain is invalid (written around the admin's
+    validation) escalates by NURTURE_DEFAULT_ESCALATION_CHAIN instead, with a
+    warning, so one bad row cannot stop the sweep; an invalid default
+    escalates nothing.
+    """
+    if policy is not None:
+        chain = policy.escalation_chain if policy.escalation_chain is not None else []
+        problem = _chain_problem(chain)
+        if not problem:
+            return chain
+        logger.warning(
+            "SLA policy %s has an invalid escalation chain (%s); "
+            "escalating by the default chain",
+            policy.pk,
+            problem,
+            extra={"sla_policy_id": policy.pk},
+        )
+
+    chain = conf.get("NURTURE_DEFAULT_ESCALATION_CHAIN")
+    problem = _chain_problem(chain)
+    if problem:
+        logger.warning(
+            "NURTURE_DEFAULT_ESCALATION_CHAIN is invalid (%s); escalating nothing",
+            problem,
+        )
+        return []
+    return chain
+
+
+def _chain_problem(chain) -> str:
+    try:
+        validate_escalation_chain(chain)
+    except ValidationError as error:
+        return "; ".join(error.messages)
+    return ""
 
 
 def enforce_handoff_slas(*, now: dt.datetime) -> SlaSweepResult:
@@ -474,12 +591,19 @@ def enforce_handoff_slas(*, now: dt.datetime) -> SlaSweepResult:
     conditional update (only the sweep that flips it reports the breach),
     with ``breached_at`` set to the deadline itself so that steps fall due
     at the same moments however late the sweep runs. Each step of the
-    chain falls due ``after_business_hours`` of the assignee after the
-    breach. A sweep runs every due step in order, the reminder too when the
-    reassignment is also due: each leaves its record and tells someone what
-    happened. Each step inserts its HandoffEscalation row, unique per
+    chain falls due ``after_business_hours`` of the rep who breached after
+    the breach. A sweep runs every due step in order, the reminder too when
+    the reassignment is also due: each leaves its record and tells someone
+    what happened. Each step inserts its HandoffEscalation row, unique per
     (handoff, level), under a lock on the handoff before acting, so two
     sweeps at once, or catching up after an outage, run it exactly once.
+
+    One breach runs the chain once, as a round: every step of the round
+    answers the rep who breached (the rows' ``from_user``), also the steps
+    after a reassignment. When a round that reassigned the lead is over,
+    the handoff is pending again under the new rep's fresh SLA, and a
+    breach of that starts a new round from the top of the chain. Levels keep
+    counting up across rounds, so each row stays unique.
     """
     result = SlaSweepResult()
     for handoff in Handoff.objects.breached(now).order_by("sla_due_at", "pk"):
@@ -493,14 +617,17 @@ def enforce_handoff_slas(*, now: dt.datetime) -> SlaSweepResult:
                 enqueue_webhook("handoff.breached", webhook_payload(handoff), now=now)
                 result.breached += 1
 
+    # Each policy's chain is checked once per sweep, and warned about once.
+    chains: dict[int | None, list[dict]] = {}
     open_breaches = Handoff.objects.filter(
         status=Handoff.Status.BREACHED
     ).select_related("sla_policy")
     for handoff in open_breaches.order_by("breached_at", "pk"):
-        chain = escalation_chain(handoff.sla_policy)
-        if handoff.escalation_level >= len(chain):
-            continue
-        result.steps += _run_due_steps(handoff.pk, chain, now=now)
+        if handoff.sla_policy_id not in chains:
+            chains[handoff.sla_policy_id] = escalation_chain(handoff.sla_policy)
+        chain = chains[handoff.sla_policy_id]
+        if chain:
+            result.steps += _run_due_steps(handoff.pk, chain, now=now)
 
     if result.breached or result.steps:
         logger.info(
@@ -509,6 +636,40 @@ def enforce_handoff_slas(*, now: dt.datetime) -> SlaSweepResult:
             len(result.steps),
         )
     return result
+
+
+@dataclass(frozen=True)
+class _Round:
+    """Whose breach the next escalation step answers and how many steps ran."""
+
+    user_id: int | None
+    done: int
+
+
+def _current_round(handoff: Handoff, chain_length: int) -> _Round:
+    """Work out the round a breached handoff is in from its escalation rows.
+
+    A round's rows name the rep who breached as ``from_user`` and happen at
+    or after the breach. The latest run of rows from one rep is the current
+    round, unless it happened before this breach, or it is finished and the
+    lead has since moved on: then this is a fresh round for the assignee.
+    """
+    latest = list(
+        handoff.escalations.order_by("-level").values_list(
+            "from_user_id", "happened_at"
+        )[:chain_length]
+    )
+    if not latest or latest[0][1] < handoff.breached_at:
+        return _Round(handoff.assignee_id, 0)
+    user_id = latest[0][0]
+    done = 0
+    for from_user_id, _ in latest:
+        if from_user_id != user_id:
+            break
+        done += 1
+    if user_id != handoff.assignee_id and done >= chain_length:
+        return _Round(handoff.assignee_id, 0)
+    return _Round(user_id, done)
 
 
 def _run_due_steps(
@@ -522,11 +683,14 @@ def _run_due_steps(
                 .filter(pk=handoff_id, status=Handoff.Status.BREACHED)
                 .first()
             )
-            if handoff is None or handoff.escalation_level >= len(chain):
+            if handoff is None:
                 return done
-            level = handoff.escalation_level + 1
-            step = chain[level - 1]
-            rep = _rep_of(handoff.assignee_id)
+            round_ = _current_round(handoff, len(chain))
+            if round_.done >= len(chain):
+                return done
+            step = chain[round_.done]
+            # Steps wait in the business hours of the rep who breached.
+            rep = _rep_of(round_.user_id)
             due_at = add_business_hours(
                 calendar_for(rep),
                 handoff.breached_at,
@@ -535,25 +699,44 @@ def _run_due_steps(
             if due_at > now:
                 return done
 
+            level = handoff.escalation_level + 1
             escalation, created = HandoffEscalation.objects.get_or_create(
                 handoff=handoff,
                 level=level,
                 defaults={
                     "action": step["action"],
                     "happened_at": now,
-                    "from_user_id": handoff.assignee_id,
+                    "from_user_id": round_.user_id,
                 },
             )
             if not created:
                 return done
             ACTIONS[step["action"]](handoff, escalation, rep, now=now)
+
             handoff.escalation_level = level
-            handoff.save(update_fields=["escalation_level"])
+            update_fields = ["escalation_level"]
+            round_over = round_.done + 1 == len(chain)
+            if round_over and handoff.assignee_id != round_.user_id:
+                # The lead has a new rep: their own deadline counts from now on.
+                handoff.status = Handoff.Status.PENDING
+                update_fields.append("status")
+            handoff.save(update_fields=update_fields)
         done.append((handoff_id, level, step["action"]))
 
 
+def _moved_on(handoff: Handoff, escalation: HandoffEscalation) -> bool:
+    """Say whether the lead left the rep who breached earlier in the round."""
+    if handoff.assignee_id == escalation.from_user_id:
+        return False
+    escalation.note = f"the lead is already with {handoff.assignee}"[:255]
+    escalation.save(update_fields=["note"])
+    return True
+
+
 def _remind(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> None:
-    """Remind the assignee: a task due now and an email."""
+    """Remind the rep who breached: a task due now and an email."""
+    if _moved_on(handoff, escalation):
+        return
     contact = handoff.contact
     Task.objects.create(
         contact=contact,
@@ -571,7 +754,7 @@ def _remind(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> None:
             handoff.assignee.email,
             f"Overdue: the handoff of {contact} waits for you",
             f"The response time for {contact} passed at "
-            f"{handoff.sla_due_at:%Y-%m-%d %H:%M} UTC. Please accept or "
+            f"{handoff.breached_at:%Y-%m-%d %H:%M} UTC. Please accept or "
             f"reject it now:\n{handoff_url(handoff)}\n",
         )
     enqueue_webhook(
@@ -583,9 +766,14 @@ def _remind(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> None:
 
 def _reassign(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> None:
     """Give the handoff to the next rep by the same rules, with a fresh SLA."""
-    contact = handoff.contact
-    excluded = [handoff.assignee_id] if handoff.assignee_id else []
-    decision = choose_assignee(contact, now=now, exclude_user_ids=excluded)
+    if _moved_on(handoff, escalation):
+        return
+    previous, decision = _move_to_next_rep(
+        handoff,
+        now=now,
+        why="Reassigned after an SLA breach",
+        payload={"level": escalation.level},
+    )
     if decision.user is None:
         escalation.note = "no other rep is free; the handoff stays"
         escalation.save(update_fields=["note"])
@@ -594,39 +782,13 @@ def _reassign(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> None:
             extra={"handoff_id": handoff.pk},
         )
         return
-
-    previous = handoff.assignee
-    handoff.assignee = decision.user
-    handoff.routing_rule = decision.rule
-    handoff.routing_reason = f"Reassigned after an SLA breach: {decision.reason}"
-    handoff.sla_due_at = add_business_hours(
-        calendar_for(decision.rep), now, response_hours(handoff.sla_policy)
-    )
-    handoff.save(
-        update_fields=["assignee", "routing_rule", "routing_reason", "sla_due_at"]
-    )
-    contact.owner = decision.user
-    contact.save(update_fields=["owner", "updated_at"])
-    _close_handoff_tasks(handoff, now=now, status=Task.Status.CANCELLED)
-    _create_follow_up(handoff, now=now)
-
     escalation.to_user = decision.user
     escalation.note = f"from {previous} to {decision.user}"[:255]
     escalation.save(update_fields=["to_user", "note"])
-    _notify_assignee(handoff, decision.rep, headline="Lead reassigned to you")
-    enqueue_webhook(
-        "handoff.reassigned",
-        webhook_payload(
-            handoff,
-            level=escalation.level,
-            from_user_id=previous.pk if previous else None,
-        ),
-        now=now,
-    )
 
 
 def _notify_manager(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> None:
-    """Tell the assignee's manager: an escalation task and an email."""
+    """Tell the manager of the rep who breached: a task and an email."""
     manager = rep.manager.user if rep is not None and rep.manager else None
     if manager is None:
         escalation.note = "the rep has no manager"
@@ -638,6 +800,10 @@ def _notify_manager(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> N
         return
 
     contact = handoff.contact
+    breached_by = rep.user
+    now_with = ""
+    if handoff.assignee_id != breached_by.pk:
+        now_with = f" It is now with {handoff.assignee}."
     handoff.escalated_to = manager
     handoff.save(update_fields=["escalated_to"])
     Task.objects.create(
@@ -645,8 +811,9 @@ def _notify_manager(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> N
         assignee=manager,
         handoff=handoff,
         type=Task.Type.ESCALATION,
-        title=f"SLA breached: {handoff.assignee} has not answered the handoff "
-        f"of {contact}"[:255],
+        title=f"SLA breached: {breached_by} has not answered the handoff of {contact}"[
+            :255
+        ],
         due_at=now,
         created_at=now,
     )
@@ -654,9 +821,10 @@ def _notify_manager(handoff: Handoff, escalation, rep, *, now: dt.datetime) -> N
     escalation.save(update_fields=["to_user"])
     _notify(
         manager.email,
-        f"SLA breached: handoff of {contact} to {handoff.assignee}",
-        f"{handoff.assignee} did not accept or reject the handoff of {contact} "
-        f"by {handoff.sla_due_at:%Y-%m-%d %H:%M} UTC.\n{handoff_url(handoff)}\n",
+        f"SLA breached: handoff of {contact} to {breached_by}",
+        f"{breached_by} did not accept or reject the handoff of {contact} "
+        f"by {handoff.breached_at:%Y-%m-%d %H:%M} UTC.{now_with}\n"
+        f"{handoff_url(handoff)}\n",
     )
     enqueue_webhook(
         "handoff.escalated",
@@ -670,6 +838,88 @@ ACTIONS = {
     HandoffEscalation.Action.REASSIGN: _reassign,
     HandoffEscalation.Action.NOTIFY_MANAGER: _notify_manager,
 }
+
+
+def reassign_handoff(handoff: Handoff, *, now: dt.datetime, actor=None) -> Handoff:
+    """Give an open handoff to the next rep by routing, on a manager's word.
+
+    Routing passes the current assignee over; the new rep becomes the
+    contact's owner and gets a follow-up, an email and a fresh SLA, and
+    integrations get handoff.reassigned. A breach being escalated ends here:
+    the handoff is pending again and the rest of that round is dropped.
+    Raise NurtureError for an actor who is not a manager, a decided handoff,
+    or when no other rep is free.
+    """
+    if actor is not None and not can_see_all(actor):
+        raise NurtureError("only a manager can reassign a handoff", field="assignee")
+
+    with transaction.atomic():
+        locked = _lock_open(handoff)
+        why = f"Reassigned by {actor}" if actor is not None else "Reassigned"
+        previous, decision = _move_to_next_rep(locked, now=now, why=why)
+        if decision.user is None:
+            raise NurtureError(
+                f"no other rep is free ({decision.reason})", field="assignee"
+            )
+        if locked.status == Handoff.Status.BREACHED:
+            locked.status = Handoff.Status.PENDING
+            locked.save(update_fields=["status"])
+    logger.info(
+        "Handoff reassigned",
+        extra={
+            "handoff_id": locked.pk,
+            "from_user_id": previous.pk if previous else None,
+            "to_user_id": decision.user.pk,
+        },
+    )
+    return locked
+
+
+def _move_to_next_rep(
+    handoff: Handoff, *, now: dt.datetime, why: str, payload: dict | None = None
+):
+    """Route the lead past its assignee and hand it over with a fresh SLA.
+
+    The new rep becomes the owner, the previous rep's open tasks for the
+    handoff are cancelled and the new rep gets a follow-up and an email;
+    integrations get handoff.reassigned with ``payload`` added. Return the
+    previous assignee and the routing decision; a decision without a user
+    changed nothing.
+    """
+    contact = handoff.contact
+    previous = handoff.assignee
+    excluded = [previous.pk] if previous is not None else []
+    decision = choose_assignee(contact, now=now, exclude_user_ids=excluded)
+    if decision.user is None:
+        return previous, decision
+
+    handoff.assignee = decision.user
+    handoff.routing_rule = decision.rule
+    handoff.routing_reason = f"{why}: {decision.reason}"
+    handoff.sla_due_at = add_business_hours(
+        calendar_for(decision.rep), now, response_hours(handoff.sla_policy)
+    )
+    handoff.save(
+        update_fields=["assignee", "routing_rule", "routing_reason", "sla_due_at"]
+    )
+    contact.owner = decision.user
+    contact.save(update_fields=["owner", "updated_at"])
+    handoff.tasks.filter(status=Task.Status.OPEN, assignee=previous).update(
+        status=Task.Status.CANCELLED, completed_at=now
+    )
+    _create_follow_up(handoff, now=now)
+
+    _notify_assignee(handoff, decision.rep, headline="Lead reassigned to you")
+    enqueue_webhook(
+        "handoff.reassigned",
+        webhook_payload(
+            handoff,
+            from_user_id=previous.pk if previous else None,
+            **(payload or {}),
+        ),
+        now=now,
+    )
+    return previous, decision
 
 
 def _rep_of(user_id: int | None) -> Rep | None:
