@@ -3,7 +3,8 @@
 import datetime as dt
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -34,19 +35,22 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.end_headers()
+                receiver.handle(self)
 
             def log_message(self, *args):
                 pass
 
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def handle(self, handler):
+        body = handler.rfile.read(int(handler.headers["Content-Length"]))
+        self.requests.append((dict(handler.headers), body))
+        status = self.statuses.pop(0) if self.statuses else 200
+        handler.send_response(status)
+        handler.end_headers()
 
     def close(self):
         self.server.shutdown()
@@ -172,3 +176,76 @@ def test_a_rolled_back_change_queues_nothing(rep):
         raise RuntimeError("boom")
 
     assert not WebhookDelivery.objects.exists()
+
+
+class SlowReceiver(Receiver):
+    """A threaded local endpoint that takes a while over every request."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.arrived = threading.Semaphore(0)
+        super().__init__()
+
+    def handle(self, handler):
+        body = handler.rfile.read(int(handler.headers["Content-Length"]))
+        self.requests.append((dict(handler.headers), body))
+        self.arrived.release()
+        time.sleep(self.delay)  # the receiver is slow; the test never sleeps
+        handler.send_response(200)
+        handler.end_headers()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_receiver_gets_each_delivery_once_from_two_workers(rep, settings):
+    """A second worker starting past the first one's old lease sends only rows
+    nobody has claimed: each delivery is POSTed exactly once and recorded."""
+    from collections import Counter
+
+    from django.db import connections
+
+    settings.NURTURE_WEBHOOK_TIMEOUT_SECONDS = 1
+    receiver = SlowReceiver(delay=0.2)
+    try:
+        subscription = _subscribe(receiver.url)
+        WebhookDelivery.objects.bulk_create(
+            WebhookDelivery(
+                subscription=subscription,
+                event="handoff.created",
+                payload={"n": n},
+                next_attempt_at=NOW,
+                created_at=NOW,
+            )
+            for n in range(14)
+        )
+        results = {}
+
+        def work(name, now):
+            try:
+                results[name] = deliver_webhooks(now=now, batch_size=10)
+            finally:
+                connections.close_all()
+
+        # given a first worker that claims ten rows and sends them slowly
+        first = threading.Thread(target=work, args=("first", NOW))
+        first.start()
+        # when a second worker runs 3.5 s later, mid-batch and past the
+        # 3 s that used to be the whole batch's lease
+        for _ in range(3):
+            assert receiver.arrived.acquire(timeout=30)
+        second = threading.Thread(
+            target=work, args=("second", NOW + dt.timedelta(seconds=3.5))
+        )
+        second.start()
+        first.join()
+        second.join()
+    finally:
+        receiver.close()
+
+    # then every delivery went out once and is recorded as delivered
+    keys = Counter(headers[IDEMPOTENCY_HEADER] for headers, _ in receiver.requests)
+    assert len(keys) == 14
+    assert set(keys.values()) == {1}
+    assert (results["first"].delivered, results["second"].delivered) == (10, 4)
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {
+        WebhookDelivery.Status.DELIVERED
+    }

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.db.models import Case, DateTimeField, Value, When
 
 from nurture import conf
 from nurture.models import WebhookDelivery, WebhookSubscription
@@ -88,11 +89,15 @@ def sign(secret: str, body: bytes) -> str:
 def deliver_webhooks(
     *, now: dt.datetime, batch_size: int | None = None
 ) -> DeliveryResult:
-    """POST one batch of due deliveries and record each outcome.
+    """POST one batch of due deliveries and record each outcome as it comes.
 
-    Rows are claimed first by pushing their next attempt past the request
-    timeout, so a second worker running meanwhile skips them; the delivery
-    id travels as the idempotency key for receivers that see a retry.
+    Rows are claimed first by pushing their next attempt past the time this
+    worker could still be busy before it has sent them, so a second worker
+    running meanwhile skips them (see ``_claim``). Each outcome is written
+    as soon as its request ends, guarded by the claim, so a worker that
+    overran its lease cannot overwrite what another worker recorded. The
+    delivery id travels as the idempotency key for receivers that see a
+    retry.
     """
     batch_size = batch_size or conf.get("NURTURE_WEBHOOK_BATCH_SIZE")
     deliveries = _claim(now=now, batch_size=batch_size)
@@ -101,42 +106,45 @@ def deliver_webhooks(
     max_attempts = conf.get("NURTURE_WEBHOOK_MAX_ATTEMPTS")
     for delivery in deliveries:
         status, error = _post(delivery, now=now)
-        delivery.attempts += 1
-        delivery.response_status = status
-        delivery.error = error[:255]
+        attempts = delivery.attempts + 1
+        outcome = {"attempts": attempts, "response_status": status, "error": error}
         if error == "":
-            delivery.status = WebhookDelivery.Status.DELIVERED
-            delivery.delivered_at = now
+            outcome.update(status=WebhookDelivery.Status.DELIVERED, delivered_at=now)
             result.delivered += 1
-        elif delivery.attempts >= max_attempts:
-            delivery.status = WebhookDelivery.Status.FAILED
+        elif attempts >= max_attempts:
+            outcome["status"] = WebhookDelivery.Status.FAILED
             result.failed += 1
             logger.warning(
                 "Webhook delivery gave up after %d attempts",
-                delivery.attempts,
+                attempts,
                 extra={"delivery_id": delivery.pk},
             )
         else:
-            delivery.next_attempt_at = now + backoff(delivery.attempts)
+            outcome["next_attempt_at"] = now + backoff(attempts)
             result.retrying += 1
             logger.warning(
                 "Webhook delivery failed; retrying",
                 extra={"delivery_id": delivery.pk, "status": status},
             )
-    WebhookDelivery.objects.bulk_update(
-        deliveries,
-        [
-            "status",
-            "attempts",
-            "response_status",
-            "error",
-            "delivered_at",
-            "next_attempt_at",
-        ],
-    )
+        outcome["error"] = error[:255]
+        _record(delivery, outcome)
     if deliveries:
         logger.info("Webhook batch: %s", result.as_dict())
     return result
+
+
+def _record(delivery: WebhookDelivery, outcome: dict) -> None:
+    """Write one outcome unless another worker has claimed the row since."""
+    written = WebhookDelivery.objects.filter(
+        pk=delivery.pk,
+        status=WebhookDelivery.Status.PENDING,
+        next_attempt_at=delivery.next_attempt_at,
+    ).update(**outcome)
+    if not written:
+        logger.warning(
+            "Webhook delivery was claimed again before its outcome was written",
+            extra={"delivery_id": delivery.pk},
+        )
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -146,7 +154,14 @@ def backoff(attempts: int) -> dt.timedelta:
 
 
 def _claim(*, now: dt.datetime, batch_size: int) -> list[WebhookDelivery]:
-    lease = dt.timedelta(seconds=conf.get("NURTURE_WEBHOOK_TIMEOUT_SECONDS") * 3)
+    """Lease a batch of due rows to this worker and return them in send order.
+
+    Rows are sent one after another, each request taking up to about three
+    timeouts (connect, send, answer), so the n-th row's lease runs n times
+    that from ``now``: no other worker takes a row this one may still send.
+    A crashed worker's rows wait out their leases and are retried.
+    """
+    per_row = dt.timedelta(seconds=conf.get("NURTURE_WEBHOOK_TIMEOUT_SECONDS") * 3)
     due = WebhookDelivery.objects.filter(
         status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
     ).order_by("next_attempt_at", "pk")
@@ -157,23 +172,29 @@ def _claim(*, now: dt.datetime, batch_size: int) -> list[WebhookDelivery]:
                     :batch_size
                 ]
             )
-            WebhookDelivery.objects.filter(pk__in=ids).update(
-                next_attempt_at=now + lease
-            )
+            leases = {pk: now + per_row * n for n, pk in enumerate(ids, start=1)}
+            if ids:
+                WebhookDelivery.objects.filter(pk__in=ids).update(
+                    next_attempt_at=Case(
+                        *(
+                            When(pk=pk, then=Value(lease))
+                            for pk, lease in leases.items()
+                        ),
+                        output_field=DateTimeField(),
+                    )
+                )
         else:
             # SQLite has one writer at a time; compare-and-set each row.
-            ids = [
-                pk
-                for pk, when in due.values_list("pk", "next_attempt_at")[:batch_size]
+            ids = []
+            for pk, when in due.values_list("pk", "next_attempt_at")[:batch_size]:
+                lease = now + per_row * (len(ids) + 1)
                 if WebhookDelivery.objects.filter(pk=pk, next_attempt_at=when).update(
-                    next_attempt_at=now + lease
-                )
-            ]
-    return list(
-        WebhookDelivery.objects.filter(pk__in=ids)
-        .select_related("subscription")
-        .order_by("pk")
-    )
+                    next_attempt_at=lease
+                ):
+                    ids.append(pk)
+    order = {pk: n for n, pk in enumerate(ids)}
+    claimed = WebhookDelivery.objects.filter(pk__in=ids).select_related("subscription")
+    return sorted(claimed, key=lambda delivery: order[delivery.pk])
 
 
 def _post(delivery: WebhookDelivery, *, now: dt.datetime) -> tuple[int | None, str]:
