@@ -227,3 +227,66 @@ def test_routing_changelists_keep_query_count_as_rows_grow(
     with django_assert_num_queries(at_three):
         response = admin_client.get(url)
     assert rows_shown(response) == 30
+
+
+def _post_rule(client, **fields):
+    data = {
+        "position": 1,
+        "name": "Rule",
+        "is_active": "on",
+        "match": Match.FIELD,
+        "strategy": Strategy.REGION_LEAST_LOADED,
+        "region": "Central",
+        **fields,
+    }
+    return client.post(reverse("admin:nurture_routingrule_add"), data)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "password",
+        "account__owner__password",
+        "owner__username",
+        "owner",
+        "nosuchfield",
+        "known_converted",
+        "account__nosuchfield",
+        "attributes.",
+    ],
+)
+def test_rule_form_refuses_a_field_a_rule_cannot_test(admin_client, field):
+    """Secrets, relations, held-out and unknown fields are errors on field."""
+    RepFactory(region="Central")
+
+    response = _post_rule(admin_client, field=field, values="x")
+
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["field"]
+    assert not RoutingRule.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "field", ["country", "attributes.product", "account__industry", ""]
+)
+def test_rule_form_accepts_fields_a_rule_can_test(admin_client, field):
+    """Contact fields, attributes and account fields save."""
+    RepFactory(region="Central")
+
+    response = _post_rule(admin_client, field=field, values="x")
+
+    assert response.status_code == 302
+    assert RoutingRule.objects.get().field == field
+
+
+def test_rule_form_refuses_a_region_no_active_rep_is_in(admin_client):
+    """A region rule for Atlantis, where no active rep works, names region."""
+    RepFactory(region="Central")
+    RepFactory(region="Atlantis", is_active=False)
+
+    refused = _post_rule(admin_client, region="Atlantis")
+    saved = _post_rule(admin_client, region=" central ")
+
+    assert list(refused.context["adminform"].form.errors) == ["region"]
+    assert saved.status_code == 302
+    assert RoutingRule.objects.get().region == "central"

@@ -2,7 +2,7 @@
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
@@ -11,7 +11,11 @@ from crm.admin import count_of
 from crm.models import Contact, normalise_email
 
 from ..models import Handoff, RoutingRule, Segment, Team, TeamMembership
-from ..services.routing import route_contact
+from ..services.routing import (
+    route_contact,
+    validate_rule_field,
+    validate_rule_region,
+)
 from ..services.segments import (
     SegmentError,
     segment_queryset,
@@ -45,6 +49,11 @@ class RoutingRuleForm(forms.ModelForm):
             "region",
         ]
 
+    def clean_field(self):
+        name = self.cleaned_data["field"].strip()
+        validate_rule_field(name)
+        return name
+
     def clean(self):
         data = super().clean()
         match, strategy = data.get("match"), data.get("strategy")
@@ -57,6 +66,11 @@ class RoutingRuleForm(forms.ModelForm):
             self.add_error("rep", "A one-rep rule needs a rep.")
         if strategy in TEAM_STRATEGIES and not data.get("team"):
             self.add_error("team", "A team strategy needs a team.")
+        if strategy == Strategy.REGION_LEAST_LOADED and data.get("region"):
+            try:
+                validate_rule_region(data["region"])
+            except ValidationError as error:
+                self.add_error("region", error)
         return data
 
 

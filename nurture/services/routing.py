@@ -25,13 +25,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef
 
 from crm.models import Account, Contact, Rep
 from nurture.models import Handoff, RoutingRule, Team, TeamMembership
 
-from .fields import as_text, contact_field_value
+from .fields import HIDDEN_FIELDS, as_text, contact_field_value
 from .segments import SegmentError, contact_in_segment, segment_contact_ids
 
 logger = logging.getLogger(__name__)
@@ -491,6 +492,54 @@ def _memberships(team_ids: set[int]) -> list[TeamMembership]:
 
 def _skip_text(skipped: dict[int, str]) -> list[str]:
     return ["skipped " + ", ".join(skipped.values())] if skipped else []
+
+
+# Validation helpers for the routing rule form ------------------------------
+
+
+def validate_rule_field(name: str) -> None:
+    """Refuse a rule field that reads nothing, or reads what it must not.
+
+    A rule may test a concrete contact field, ``attributes.<key>`` or
+    ``account__<concrete account field>``; never a relation (nothing is read
+    through the owner or any user), nor the held-out outcome. Raise
+    ValidationError saying what may be used; a blank field is valid.
+    """
+    if not name:
+        return
+    if name.startswith("attributes."):
+        if not name.removeprefix("attributes.").strip():
+            raise ValidationError("Name the attribute: attributes.<key>.")
+        return
+    model, plain = Contact, name
+    if name.startswith("account__"):
+        model, plain = Account, name.removeprefix("account__")
+    if plain not in rule_fields(model):
+        raise ValidationError(
+            f"{name!r} is not a field a rule can test. Use a contact field "
+            "(e.g. country), attributes.<key> or account__<field> "
+            "(e.g. account__industry)."
+        )
+
+
+def rule_fields(model) -> set[str]:
+    """Return the names of a model's plain fields a routing rule may read."""
+    return {
+        field.name
+        for field in model._meta.concrete_fields
+        if not field.is_relation and field.name not in HIDDEN_FIELDS
+    }
+
+
+def validate_rule_region(region: str) -> None:
+    """Refuse a region no active rep is in: the rule could never assign.
+
+    Regions compare as rules compare them, trimmed and case-folded.
+    """
+    wanted = as_text(region)
+    regions = Rep.objects.filter(is_active=True).values_list("region", flat=True)
+    if not any(as_text(value) == wanted for value in regions.distinct()):
+        raise ValidationError(f"No active rep is in the region {region!r}.")
 
 
 def rule_matches(rule: RoutingRule, contact: Contact) -> bool:
