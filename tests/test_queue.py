@@ -300,3 +300,15 @@ def test_sla_and_webhook_changelists_load_for_an_admin(admin_client, model):
 
     assert response.status_code == 200
     assert len(response.context["cl"].result_list) == 1
+
+
+def test_api_lists_one_contacts_handoffs(team, django_assert_max_num_queries):
+    """GET /api/handoffs/?contact=<id> lists only that contact's handoffs."""
+    wanted = HandoffFactory(assignee=team["ann"].user)
+    HandoffFactory(assignee=team["ann"].user)
+    api = token_client(team["manager"].user)
+
+    with django_assert_max_num_queries(8):
+        response = api.get("/api/handoffs/", {"contact": wanted.contact_id})
+
+    assert [row["id"] for row in response.json()["results"]] == [wanted.pk]

@@ -37,7 +37,8 @@ class EnrollmentFilter(filters.FilterSet):
 class HandoffFilter(filters.FilterSet):
     status = filters.MultipleChoiceFilter(choices=Handoff.Status.choices)
     assignee = IdFilter(field_name="assignee_id")
+    contact = IdFilter(field_name="contact_id")
 
     class Meta:
         model = Handoff
-        fields = ["status", "assignee"]
+        fields = ["status", "assignee", "contact"]
