@@ -16,16 +16,17 @@ from nurture.services.unsubscribe import (
 # token, so this one view cannot require one. The signed token is what
 # proves the request came from our email.
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request, token: str):
-    """Confirm on GET; unsubscribe on POST (one-click or the page's button)."""
+    """Confirm on GET or HEAD; unsubscribe on POST (one-click or the button)."""
     try:
         link = read_token(token)
     except InvalidToken:
         return render(request, "nurture/unsubscribe/invalid.html", status=400)
 
-    if request.method == "GET":
-        # Link scanners follow every GET; only a POST may change anything.
+    if request.method in ("GET", "HEAD"):
+        # Link scanners follow every GET (some send HEAD); only a POST may
+        # change anything.
         return render(request, "nurture/unsubscribe/confirm.html")
 
     unsubscribe_contact(link, now=timezone.now())

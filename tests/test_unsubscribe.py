@@ -161,3 +161,14 @@ def test_a_complaint_is_recorded_as_a_complaint_not_an_unsubscribe():
     assert contact.complained_at == now
     assert contact.unsubscribed_at is None
     assert enrollment.exit_reason == Enrollment.ExitReason.COMPLAINED
+
+
+def test_head_is_answered_like_get_and_changes_nothing(client):
+    """A link scanner's HEAD gets 200, like GET, and unsubscribes nobody."""
+    contact = ContactFactory()
+
+    response = client.head(link_path(contact))
+
+    assert response.status_code == 200
+    contact.refresh_from_db()
+    assert contact.unsubscribed_at is None
