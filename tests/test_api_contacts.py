@@ -284,3 +284,27 @@ def test_a_rep_may_set_a_suppression():
     assert response.status_code == 200
     contact.refresh_from_db()
     assert contact.do_not_call is True
+
+
+@pytest.mark.parametrize("stage", ["mql", "sql", "customer", "opportunity"])
+def test_a_new_contact_cannot_start_past_lead(api, stage):
+    """Creating a contact as a customer (or any stage past lead) is a 400
+    naming lifecycle_stage; the contact is not created."""
+    response = api.post(
+        URL, {"email": "new@example.com", "lifecycle_stage": stage}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "lifecycle_stage" in response.json()
+    assert not Contact.objects.filter(email="new@example.com").exists()
+
+
+@pytest.mark.parametrize("stage", ["subscriber", "lead"])
+def test_a_new_contact_may_start_as_subscriber_or_lead(api, stage):
+    """The top of the funnel is where a contact is created."""
+    response = api.post(
+        URL, {"email": "new@example.com", "lifecycle_stage": stage}, format="json"
+    )
+
+    assert response.status_code == 201
+    assert Contact.objects.get(email="new@example.com").lifecycle_stage == stage

@@ -21,6 +21,9 @@ from .fields import BoundedPrimaryKeyRelatedField, JSONListField, JSONObjectFiel
 # A rep may set these but only a manager may clear them again.
 SUPPRESSION_FLAGS = ("do_not_email", "do_not_call", "do_not_contact")
 
+# The stages a contact may be created in over the API.
+CREATE_STAGES = (LifecycleStage.SUBSCRIBER, LifecycleStage.LEAD)
+
 # A host name: dot-separated labels of letters, digits and inner hyphens.
 DOMAIN_PATTERN = re.compile(
     r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}"
@@ -143,6 +146,16 @@ class ContactSerializer(CurrentScoreMixin, serializers.ModelSerializer):
         value = value.strip()
         if value and self._taken(external_id=value):
             raise serializers.ValidationError("A contact with this external id exists.")
+        return value
+
+    def validate_lifecycle_stage(self, value: str) -> str:
+        # A new contact starts at the top of the funnel; any later stage is
+        # reached through change_stage, which records who moved it and why.
+        if self.instance is None and value not in CREATE_STAGES:
+            raise serializers.ValidationError(
+                "A new contact starts as subscriber or lead; move it on "
+                "with a stage change."
+            )
         return value
 
     def validate_owner(self, value):
