@@ -2,8 +2,11 @@
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Iterable
 
 from django.db import transaction
+from django.db.models import DateTimeField, Value
+from django.db.models.functions import Coalesce
 
 from .models import Contact, LifecycleStage, StageChange
 
@@ -98,3 +101,66 @@ def change_stage(
         extra={"contact_id": contact.pk},
     )
     return change
+
+
+def change_stages(
+    contacts: Iterable[Contact],
+    to_stage: str,
+    *,
+    now: dt.datetime,
+    actor=None,
+    reason: str | Callable[[Contact], str] = "",
+) -> list[StageChange]:
+    """Move many contacts to one stage as ``change_stage`` moves each.
+
+    Contacts already there are left alone; a move the lifecycle does not
+    allow raises StageTransitionError before anything is written. The
+    contacts are updated set-based and their StageChange rows inserted in
+    bulk, so the batch costs a few queries however many it holds. ``reason``
+    is one text or a function giving each contact's. Return the changes
+    recorded, in the order of the contacts.
+    """
+    moving = {}
+    for contact in contacts:
+        if contact.lifecycle_stage == to_stage:
+            continue
+        if to_stage not in ALLOWED_TRANSITIONS.get(contact.lifecycle_stage, ()):
+            raise StageTransitionError(
+                f"a contact cannot move from {contact.lifecycle_stage!r} "
+                f"to {to_stage!r}"
+            )
+        moving.setdefault(contact.pk, contact)
+    if not moving:
+        return []
+
+    changes = [
+        StageChange(
+            contact=contact,
+            from_stage=contact.lifecycle_stage,
+            to_stage=to_stage,
+            changed_at=now,
+            actor=actor,
+            reason=(reason(contact) if callable(reason) else reason)[:255],
+        )
+        for contact in moving.values()
+    ]
+    changed = {"lifecycle_stage": to_stage, "updated_at": now}
+    stamp = {S.MQL: "mql_at", S.SQL: "sql_at"}.get(to_stage)
+    if to_stage == S.RECYCLED:
+        # Re-arm the thresholds, as change_stage does.
+        changed.update(mql_at=None, sql_at=None)
+    with transaction.atomic():
+        update = dict(changed)
+        if stamp:
+            # Only the first crossing is stamped; a stamp already set stays.
+            update[stamp] = Coalesce(stamp, Value(now, output_field=DateTimeField()))
+        Contact.objects.filter(pk__in=list(moving)).update(**update)
+        StageChange.objects.bulk_create(changes)
+
+    for contact in moving.values():
+        for name, value in changed.items():
+            setattr(contact, name, value)
+        if stamp and getattr(contact, stamp) is None:
+            setattr(contact, stamp, now)
+    logger.info("Moved %d contacts to %s", len(moving), to_stage)
+    return changes

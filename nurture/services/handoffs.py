@@ -11,16 +11,18 @@ escalation chain, each step exactly once per handoff (see
 import datetime as dt
 import logging
 import math
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
+from django.core.mail import send_mail, send_mass_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.urls import NoReverseMatch, reverse
 
-from crm.models import Contact, EngagementEvent, LifecycleStage, Rep, can_see_all
+from crm.models import Contact, LifecycleStage, Rep, can_see_all
 from crm.services import change_stage
 from nurture import conf
 from nurture.models import (
@@ -30,22 +32,21 @@ from nurture.models import (
     HandoffEscalation,
     SlaPolicy,
     Task,
-    Touch,
 )
 
 from .business_hours import add_business_hours, calendar_for
 from .enrollment import exit_enrollments
 from .errors import NurtureError
-from .routing import Router, choose_assignee
-from .segments import contact_in_segment
-from .webhooks import enqueue_webhook
+from .handoff_context import (
+    CONTEXT_ACCOUNT_HANDOFFS,
+    build_contexts,
+    handoff_entry,
+)
+from .routing import Router, _count_team_assignments, choose_assignee
+from .segments import segment_contact_ids
+from .webhooks import enqueue_webhook, enqueue_webhooks
 
 logger = logging.getLogger(__name__)
-
-# How much history the context snapshot keeps.
-CONTEXT_EVENTS = 10
-CONTEXT_CONTENT = 20
-CONTEXT_TOUCHES = 20
 
 # The longest deadline or escalation wait a policy may set: about a year of
 # working days. Business-hours arithmetic gives up looking further ahead.
@@ -170,14 +171,36 @@ def sla_policy_for(contact: Contact) -> SlaPolicy | None:
     A policy fits when the contact's total score reaches its ``min_score``
     and, if it names a segment, the contact is in that segment.
     """
-    policies = SlaPolicy.objects.filter(is_active=True).select_related("segment")
-    for policy in policies.order_by("position"):
-        if policy.min_score is not None and contact.total_score < policy.min_score:
-            continue
-        if policy.segment_id and not contact_in_segment(contact, policy.segment):
-            continue
-        return policy
-    return None
+    return sla_policies_for([contact])[contact.pk]
+
+
+def sla_policies_for(contacts: list[Contact]) -> dict[int, SlaPolicy | None]:
+    """Return each contact's SLA policy, as ``sla_policy_for``, by contact id.
+
+    One query for the policies and one per segment a policy names.
+    """
+    policies = list(
+        SlaPolicy.objects.filter(is_active=True)
+        .select_related("segment")
+        .order_by("position")
+    )
+    ids = [contact.pk for contact in contacts]
+    members: dict[int, set[int]] = {}
+    for policy in policies:
+        if policy.segment_id and policy.segment_id not in members:
+            members[policy.segment_id] = segment_contact_ids(policy.segment, ids)
+
+    chosen: dict[int, SlaPolicy | None] = {}
+    for contact in contacts:
+        chosen[contact.pk] = None
+        for policy in policies:
+            if policy.min_score is not None and contact.total_score < policy.min_score:
+                continue
+            if policy.segment_id and contact.pk not in members[policy.segment_id]:
+                continue
+            chosen[contact.pk] = policy
+            break
+    return chosen
 
 
 def validate_response_hours(value) -> None:
@@ -233,51 +256,159 @@ def hand_off(contact: Contact, *, now: dt.datetime, actor=None) -> Handoff | Non
     contact's open handoff when there already is one, and None when no
     routing rule finds a free rep.
     """
-    existing = Handoff.objects.pending().filter(contact=contact).first()
-    if existing is not None:
-        return existing
+    return hand_off_many([contact], now=now, actor=actor)[0]
 
-    policy = sla_policy_for(contact)
+
+def hand_off_many(
+    contacts: Iterable[Contact], *, now: dt.datetime, actor=None
+) -> list[Handoff | None]:
+    """Hand off many contacts at once, each as ``hand_off`` would.
+
+    Return one entry per contact, in order: its new handoff, the open one it
+    already had, or None when no routing rule found a free rep. The batch
+    costs a fixed number of queries, however many contacts it holds: routing
+    runs in memory under the teams' row locks with the counters bumped once
+    per rep, the context comes from history read for the whole batch, and
+    handoffs, tasks and webhook rows are inserted in bulk. The assignees'
+    emails go out together once the transaction commits.
+    """
+    contacts = list(contacts)
+    if not contacts:
+        return []
+    ids = [contact.pk for contact in contacts]
+    existing: dict[int, Handoff] = {}
+    for handoff in Handoff.objects.pending().filter(contact_id__in=ids):
+        existing.setdefault(handoff.contact_id, handoff)
+    fresh = list({c.pk: c for c in contacts if c.pk not in existing}.values())
+
     try:
         with transaction.atomic():
-            decision = choose_assignee(contact, now=now)
-            if decision.user is None:
-                handoff = None
-            else:
-                sla_due_at = add_business_hours(
-                    calendar_for(decision.rep), now, response_hours(policy)
-                )
-                handoff = Handoff.objects.create(
-                    contact=contact,
-                    assignee=decision.user,
-                    routing_rule=decision.rule,
-                    routing_reason=decision.reason,
-                    sla_policy=policy,
-                    context=build_context(contact, now=now),
-                    created_at=now,
-                    sla_due_at=sla_due_at,
-                )
-                _take_over(contact, handoff, now=now)
-                enqueue_webhook("handoff.created", webhook_payload(handoff), now=now)
+            created, waiting = _hand_off_fresh(fresh, now=now)
     except IntegrityError:
-        # Someone handed the contact off meanwhile: theirs is the open one.
-        return Handoff.objects.pending().filter(contact=contact).first()
+        if len(fresh) == 1:
+            # Someone handed the contact off meanwhile: theirs is the open one.
+            contact_id = fresh[0].pk
+            return [Handoff.objects.pending().filter(contact_id=contact_id).first()]
+        # Someone handed one of them off meanwhile: go one by one, so each
+        # contact gets theirs or the one already open.
+        handed = {c.pk: hand_off(c, now=now, actor=actor) for c in fresh}
+        return [existing.get(pk) or handed.get(pk) for pk in ids]
 
-    if handoff is None:
+    for contact, reason in waiting:
         # Not an error: the lead waits, and hand_off_waiting_leads retries it
         # when a rep has room. Callers report waiting leads in aggregate.
         logger.info(
-            "No rep to hand off to: %s",
-            decision.reason,
-            extra={"contact_id": contact.pk},
+            "No rep to hand off to: %s", reason, extra={"contact_id": contact.pk}
         )
-        return None
-    _notify_assignee(handoff, decision.rep, headline="New lead for you")
-    logger.info(
-        "Contact handed off",
-        extra={"handoff_id": handoff.pk, "contact_id": contact.pk},
+    for handoff, _ in created:
+        logger.info(
+            "Contact handed off",
+            extra={"handoff_id": handoff.pk, "contact_id": handoff.contact_id},
+        )
+    by_contact = {handoff.contact_id: handoff for handoff, _ in created}
+    return [existing.get(pk) or by_contact.get(pk) for pk in ids]
+
+
+def _hand_off_fresh(contacts: list[Contact], *, now: dt.datetime):
+    """Route, create and announce the handoffs of contacts without one.
+
+    Return the (handoff, rep) pairs created and the (contact, reason) pairs
+    no rep was free for. Raise IntegrityError when a contact got an open
+    handoff meanwhile; the caller's transaction rolls everything back.
+    """
+    if not contacts:
+        return [], []
+    policies = sla_policies_for(contacts)
+    router = Router.load(now=now, lock_teams=True)
+    router.prefetch_segments([contact.pk for contact in contacts])
+    routed = []
+    waiting = []
+    for contact in contacts:
+        decision = router.route(contact)
+        if decision.rep is None:
+            waiting.append((contact, decision.reason))
+            continue
+        router.reserve(decision.rep, now=now, team=decision.team)
+        # reserve() counts the lead both as open and as routed; one by one,
+        # it would only be open, so load counts it once, as here.
+        router.taken[decision.rep.pk] -= 1
+        routed.append((contact, decision))
+    if not routed:
+        return [], waiting
+    _record_assignments([decision for _, decision in routed], now=now)
+
+    contexts = build_contexts([contact for contact, _ in routed], now=now)
+    calendars: dict[int, object] = {}
+    handoffs = []
+    for contact, decision in routed:
+        rep = decision.rep
+        if rep.pk not in calendars:
+            calendars[rep.pk] = calendar_for(rep)
+        policy = policies[contact.pk]
+        handoffs.append(
+            Handoff(
+                contact=contact,
+                assignee=decision.user,
+                routing_rule=decision.rule,
+                routing_reason=decision.reason,
+                sla_policy=policy,
+                context=contexts[contact.pk],
+                created_at=now,
+                sla_due_at=add_business_hours(
+                    calendars[rep.pk], now, response_hours(policy)
+                ),
+            )
+        )
+    Handoff.objects.bulk_create(handoffs)
+    _add_batch_colleagues(handoffs)
+
+    _take_over_many(handoffs, now=now)
+    enqueue_webhooks("handoff.created", [webhook_payload(h) for h in handoffs], now=now)
+    reps = [decision.rep for _, decision in routed]
+    _notify_many(
+        [
+            _assignee_message(handoff, rep, headline="New lead for you")
+            for handoff, rep in zip(handoffs, reps, strict=True)
+        ]
     )
-    return handoff
+    return list(zip(handoffs, reps, strict=True)), waiting
+
+
+def _record_assignments(decisions, *, now: dt.datetime) -> None:
+    """Stamp the chosen reps and bump their teams' counters, once per rep."""
+    by_member: dict[tuple[int, int], int] = defaultdict(int)
+    rep_ids = set()
+    for decision in decisions:
+        rep_ids.add(decision.rep.pk)
+        decision.rep.last_assigned_at = now
+        if decision.team is not None:
+            by_member[(decision.team.pk, decision.rep.pk)] += 1
+    Rep.objects.filter(pk__in=rep_ids).update(last_assigned_at=now)
+    _count_team_assignments(by_member)
+
+
+def _add_batch_colleagues(handoffs: list[Handoff]) -> None:
+    """Add the account's handoffs made earlier in the batch to each context.
+
+    One by one, a contact's snapshot would list the handoffs just made for
+    colleagues at the same account; the batch adds them after the insert,
+    when they have ids, and rewrites those contexts in one query.
+    """
+    by_account: dict[int, list[Handoff]] = defaultdict(list)
+    changed = []
+    for handoff in handoffs:
+        contact = handoff.contact
+        if not contact.account_id:
+            continue
+        earlier = by_account[contact.account_id]
+        if earlier:
+            entries = handoff.context["account_open_handoffs"]
+            entries += [handoff_entry(other) for other in earlier]
+            del entries[CONTEXT_ACCOUNT_HANDOFFS:]
+            changed.append(handoff)
+        earlier.append(handoff)
+    if changed:
+        Handoff.objects.bulk_update(changed, ["context"])
 
 
 def hand_off_waiting_leads(*, now: dt.datetime, limit: int = 500) -> int:
@@ -306,7 +437,7 @@ def hand_off_waiting_leads(*, now: dt.datetime, limit: int = 500) -> int:
             router.reserve(decision.rep, now=now, team=decision.team)
             routable.append(contact)
 
-    handed = sum(hand_off(contact, now=now) is not None for contact in routable)
+    handed = sum(handoff is not None for handoff in hand_off_many(routable, now=now))
     if handed or len(waiting) > handed:
         logger.info(
             "Handed off %d waiting MQLs; %d still wait for a rep",
@@ -331,23 +462,40 @@ def free_handoff_capacity() -> int:
     return sum(max(capacity - open_, 0) for capacity, open_ in reps)
 
 
-def _take_over(contact: Contact, handoff: Handoff, *, now: dt.datetime):
-    """Make the rep the owner, stop nurture and put a follow-up in their queue."""
-    contact.owner = handoff.assignee
-    contact.save(update_fields=["owner", "updated_at"])
+def _take_over_many(handoffs: list[Handoff], *, now: dt.datetime) -> None:
+    """Make each rep the owner, stop nurture and queue their follow-ups.
+
+    Owners are set with one update per assignee; the cadences that exit on
+    handoff end for all the contacts at once.
+    """
+    by_assignee: dict[int, list[int]] = defaultdict(list)
+    for handoff in handoffs:
+        handoff.contact.owner = handoff.assignee
+        by_assignee[handoff.assignee_id].append(handoff.contact_id)
+    for user_id, contact_ids in by_assignee.items():
+        Contact.objects.filter(pk__in=contact_ids).update(
+            owner_id=user_id, updated_at=now
+        )
     exit_enrollments(
-        [contact.pk],
+        [handoff.contact_id for handoff in handoffs],
         Enrollment.ExitReason.HANDOFF,
         now=now,
         cadence_ids=Cadence.objects.filter(exit_on_handoff=True).values_list(
             "pk", flat=True
         ),
     )
-    _create_follow_up(handoff, now=now)
+    Task.objects.bulk_create(_follow_up(handoff, now=now) for handoff in handoffs)
 
 
 def _create_follow_up(handoff: Handoff, *, now: dt.datetime) -> Task:
-    return Task.objects.create(
+    task = _follow_up(handoff, now=now)
+    task.save()
+    return task
+
+
+def _follow_up(handoff: Handoff, *, now: dt.datetime) -> Task:
+    """Return the unsaved task asking the assignee to decide the handoff."""
+    return Task(
         contact=handoff.contact,
         assignee=handoff.assignee,
         handoff=handoff,
@@ -357,134 +505,6 @@ def _create_follow_up(handoff: Handoff, *, now: dt.datetime) -> Task:
         due_at=handoff.sla_due_at,
         created_at=now,
     )
-
-
-def build_context(contact: Contact, *, now: dt.datetime) -> dict:
-    """Snapshot what a rep needs to pick up the lead.
-
-    Score and why, recent engagement, content consumed, the cadence touches
-    already made with their outcomes, open tasks, the contact's and the
-    account's attributes, and the account's other open handoffs. The
-    outcome held out from the source system is never part of it, nor are
-    email addresses or phone numbers (the contact page has those).
-    """
-    from .scoring import current_intent
-
-    events = contact.events.order_by("-occurred_at", "-id")[:CONTEXT_EVENTS]
-    content = contact.events.filter(
-        type=EngagementEvent.Type.CONTENT_DOWNLOAD
-    ).order_by("-occurred_at", "-id")[:CONTEXT_CONTENT]
-    touches = contact.touches.select_related("step").order_by("-created_at", "-id")
-    tasks = contact.tasks.open().order_by("due_at", "id")
-    return {
-        "score": {
-            "fit": contact.fit_score,
-            "intent": round(current_intent(contact, now=now), 1),
-            "total": contact.total_score,
-            "explanation": contact.score_explanation,
-        },
-        "account": contact.account.name if contact.account_id else "",
-        "lifecycle_stage": contact.lifecycle_stage,
-        "lead_source": contact.lead_source,
-        "contact_attributes": {
-            "title": contact.title,
-            "occupation": contact.occupation,
-            "specialization": contact.specialization,
-            "city": contact.city,
-            "country": contact.country,
-            "time_zone": contact.time_zone,
-            "lead_origin": contact.lead_origin,
-            "mql_at": _iso(contact.mql_at),
-        },
-        # TODO(#5): no enrichment provider yet; the imported attributes stand
-        # in. Remove when an enrichment service fills this.
-        "enrichment": contact.attributes,
-        "account_attributes": _account_attributes(contact.account),
-        "events": [
-            {
-                "type": event.type,
-                "occurred_at": event.occurred_at.isoformat(),
-                "properties": event.properties,
-            }
-            for event in events
-        ],
-        "content": [
-            {
-                "title": str(
-                    event.properties.get("title")
-                    or event.properties.get("asset")
-                    or event.properties.get("url")
-                    or "Content download"
-                ),
-                "occurred_at": event.occurred_at.isoformat(),
-            }
-            for event in content
-        ],
-        "touches": [
-            {
-                "step": str(touch.step),
-                "channel": touch.channel,
-                "status": touch.status,
-                "outcome": touch.outcome,
-                "sent_at": _iso(touch.sent_at),
-                "opened_at": _iso(touch.opened_at),
-                "clicked_at": _iso(touch.clicked_at),
-                "replied_at": _iso(touch.replied_at),
-                "bounced_at": _iso(touch.bounced_at),
-            }
-            for touch in touches[:CONTEXT_TOUCHES]
-            if touch.status != Touch.Status.SKIPPED
-        ],
-        "open_tasks": [
-            {"type": task.type, "title": task.title, "due_at": task.due_at.isoformat()}
-            for task in tasks
-        ],
-        "account_open_handoffs": _account_open_handoffs(contact),
-    }
-
-
-def _account_attributes(account) -> dict:
-    if account is None:
-        return {}
-    return {
-        "name": account.name,
-        "domain": account.domain,
-        "industry": account.industry,
-        "employee_count": account.employee_count,
-        "annual_revenue": (
-            str(account.annual_revenue) if account.annual_revenue is not None else None
-        ),
-        "country": account.country,
-        "tier": account.tier,
-        "technographics": account.technographics,
-    }
-
-
-def _account_open_handoffs(contact: Contact) -> list[dict]:
-    if not contact.account_id:
-        return []
-    others = (
-        Handoff.objects.pending()
-        .filter(contact__account_id=contact.account_id)
-        .exclude(contact=contact)
-        .select_related("contact", "assignee")
-        .order_by("created_at", "id")[:20]
-    )
-    return [
-        {
-            "handoff_id": other.pk,
-            "contact": str(other.contact),
-            "assignee": str(other.assignee) if other.assignee else "",
-            "status": other.status,
-            "created_at": other.created_at.isoformat(),
-            "sla_due_at": other.sla_due_at.isoformat(),
-        }
-        for other in others
-    ]
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 # SLA sweep -----------------------------------------------------------------
@@ -960,17 +980,30 @@ def handoff_url(handoff: Handoff) -> str:
 
 def _notify_assignee(handoff: Handoff, rep: Rep | None, *, headline: str) -> None:
     """Email the assignee the lead, the deadline in their own time and a link."""
+    _notify_many([_assignee_message(handoff, rep, headline=headline)])
+
+
+def _assignee_message(handoff: Handoff, rep: Rep | None, *, headline: str):
+    """Return the (subject, body, sender, recipients) of an assignee's email."""
     zone = calendar_for(rep).zone
     local_due = handoff.sla_due_at.astimezone(zone)
     due_text = f"{local_due:%Y-%m-%d %H:%M} {zone.key}"
-    _notify(
-        handoff.assignee.email,
+    return (
         f"{headline}: {handoff.contact} (respond by {due_text})",
         f"{handoff.contact} has been handed to you by the nurture programme.\n"
         f"Routing: {handoff.routing_reason}\n"
         f"Please accept or reject by {due_text}:\n"
         f"{handoff_url(handoff)}\n",
+        settings.DEFAULT_FROM_EMAIL,
+        [handoff.assignee.email] if handoff.assignee.email else [],
     )
+
+
+def _notify_many(messages: list[tuple]) -> None:
+    """Send emails together once the surrounding transaction has committed."""
+    messages = [message for message in messages if message[3]]
+    if messages:
+        transaction.on_commit(lambda: send_mass_mail(messages))
 
 
 def _notify(recipient: str, subject: str, body: str) -> None:

@@ -58,6 +58,16 @@ def enqueue_webhook(event: str, payload: dict, *, now: dt.datetime) -> int:
     Call inside the transaction that makes the change, so the rows commit
     or roll back with it. Return how many deliveries were queued.
     """
+    return enqueue_webhooks(event, [payload], now=now)
+
+
+def enqueue_webhooks(event: str, payloads: list[dict], *, now: dt.datetime) -> int:
+    """Queue ``event`` once per payload for every subscription that wants it.
+
+    Two queries however many payloads: the subscriptions, then one bulk
+    insert. Call inside the transaction that makes the changes. Return how
+    many deliveries were queued.
+    """
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
     subscriptions = [
@@ -65,19 +75,23 @@ def enqueue_webhook(event: str, payload: dict, *, now: dt.datetime) -> int:
         for subscription in WebhookSubscription.objects.filter(is_active=True)
         if not subscription.events or event in subscription.events
     ]
+    if not subscriptions or not payloads:
+        return 0
     # Round-trip through JSON once so the stored payload is what is sent.
-    data = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
-    WebhookDelivery.objects.bulk_create(
+    data = json.loads(json.dumps(payloads, cls=DjangoJSONEncoder))
+    deliveries = [
         WebhookDelivery(
             subscription=subscription,
             event=event,
-            payload=data,
+            payload=payload,
             next_attempt_at=now,
             created_at=now,
         )
+        for payload in data
         for subscription in subscriptions
-    )
-    return len(subscriptions)
+    ]
+    WebhookDelivery.objects.bulk_create(deliveries)
+    return len(deliveries)
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Prefetch, Subquery
 
 from crm.models import Contact, EngagementEvent, LifecycleStage
-from crm.services import change_stage
+from crm.services import change_stage, change_stages
 from nurture import conf
 from nurture.models import ContactScore, ScoringModel, ScoringRule
 
@@ -450,8 +450,6 @@ def qualify_contacts(
     empty) and still a subscriber, lead or recycled lead. Each qualified lead
     gets a stage change and a handoff. Return how many qualified.
     """
-    from ..handoffs import hand_off
-
     ids = list(contact_ids)
     if not ids:
         return 0
@@ -467,24 +465,31 @@ def qualify_contacts(
             model_total=Subquery(totals.values("total_score")[:1])
         ).filter(model_total__gte=model.mql_threshold)
 
-    count = waiting = 0
-    for contact in qualified:
-        reason = (
-            "raised a hand"
-            if hand_raise
-            else f"score {contact.model_total} reached the MQL threshold of "
+    def reason(contact: Contact) -> str:
+        if hand_raise:
+            return "raised a hand"
+        return (
+            f"score {contact.model_total} reached the MQL threshold of "
             f"{model.mql_threshold} under {model.name}"
         )
-        try:
-            with transaction.atomic():
-                change_stage(contact, LifecycleStage.MQL, now=now, reason=reason)
-                handoff = hand_off(contact, now=now)
-        except Exception:
-            # One contact's failure must not stop the others.
-            logger.exception("Qualification failed", extra={"contact_id": contact.pk})
-            continue
-        count += 1
-        waiting += handoff is None
+
+    contacts = list(qualified)
+    try:
+        handoffs = _qualify_batch(contacts, reason, now=now)
+    except Exception:
+        # One contact's failure must not stop the others: go one by one, on
+        # fresh rows, since the batch rolled back what it had changed.
+        logger.exception("Qualifying a batch failed; qualifying one by one")
+        handoffs = []
+        for contact in qualified.all():
+            try:
+                handoffs += _qualify_batch([contact], reason, now=now)
+            except Exception:
+                logger.exception(
+                    "Qualification failed", extra={"contact_id": contact.pk}
+                )
+    count = len(handoffs)
+    waiting = sum(handoff is None for handoff in handoffs)
     if count:
         logger.info("Qualified %d contacts as MQL", count)
     if waiting:
@@ -494,6 +499,20 @@ def qualify_contacts(
             waiting,
         )
     return count
+
+
+def _qualify_batch(contacts: list[Contact], reason, *, now: dt.datetime) -> list:
+    """Make MQLs of the contacts and hand them off, all or none.
+
+    Return each contact's handoff, None for those waiting for a rep.
+    """
+    from ..handoffs import hand_off_many
+
+    if not contacts:
+        return []
+    with transaction.atomic():
+        change_stages(contacts, LifecycleStage.MQL, now=now, reason=reason)
+        return hand_off_many(contacts, now=now)
 
 
 def promote_to_sql(
