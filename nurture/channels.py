@@ -165,6 +165,10 @@ class EmailChannel(BaseChannel):
         self.senders: dict[int | None, str] = {}
         self.mailto = conf.get("NURTURE_UNSUBSCRIBE_MAILTO")
         self.message_id = _message_id_parts()
+        # The mailto target of List-Unsubscribe is the same for every email.
+        self.unsubscribe_tail = _mailto_target(self.mailto)
+        # Deliveries are immutable: share the one most touches end with.
+        sent = Delivery(Touch.Status.SENT)
         variants = self.load_variants(touches)
         contents = self.load_contents(touches, variants)
         connection = get_connection()
@@ -189,8 +193,11 @@ class EmailChannel(BaseChannel):
                     )
                     results[touch.pk] = Delivery.failed(error)
                 else:
-                    detail = offered_detail(content) if content else ""
-                    results[touch.pk] = Delivery(Touch.Status.SENT, detail)
+                    results[touch.pk] = (
+                        Delivery(Touch.Status.SENT, offered_detail(content))
+                        if content
+                        else sent
+                    )
         finally:
             connection.close()
         return results
@@ -239,9 +246,12 @@ class EmailChannel(BaseChannel):
             from_email=self.from_address(sender),
             to=[contact.email],
             reply_to=[sender.email] if sender and sender.email else None,
+            # unsubscribe_headers(unsubscribe), with its constant part made
+            # once per batch.
             headers={
                 "Message-ID": f"{self.message_id[0]}{touch.pk}{self.message_id[1]}",
-                **unsubscribe_headers(unsubscribe, mailto=self.mailto),
+                "List-Unsubscribe": f"<{unsubscribe}>{self.unsubscribe_tail}",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
             # Not the batch's connection: send() passes it, and the locmem
             # backend would deep-copy it into every stored message.
@@ -261,14 +271,16 @@ class EmailChannel(BaseChannel):
 
 def unsubscribe_headers(url: str, *, mailto: str | None = None) -> dict[str, str]:
     """Return the RFC 8058 one-click unsubscribe headers for a link."""
-    targets = [f"<{url}>"]
     mailbox = conf.get("NURTURE_UNSUBSCRIBE_MAILTO") if mailto is None else mailto
-    if mailbox:
-        targets.append(f"<mailto:{mailbox}?subject=unsubscribe>")
     return {
-        "List-Unsubscribe": ", ".join(targets),
+        "List-Unsubscribe": f"<{url}>{_mailto_target(mailbox)}",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+
+
+def _mailto_target(mailbox: str) -> str:
+    # What follows the link in List-Unsubscribe: a mailbox, when there is one.
+    return f", <mailto:{mailbox}?subject=unsubscribe>" if mailbox else ""
 
 
 def get_channel(name: str, *, now: dt.datetime) -> BaseChannel:

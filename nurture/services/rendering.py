@@ -30,7 +30,15 @@ class StepTemplates:
     def __init__(self):
         self._compiled: dict[tuple[str, int, str], Template] = {}
         self._layouts: dict[str, Template] = {}
+        self._signatures: dict[int | None, str] = {}
         self.sender_address = conf.get("NURTURE_SENDER_ADDRESS")
+
+    def signature(self, sender) -> str:
+        """Return sender_name(sender), worked out once per sender."""
+        key = sender.pk if sender is not None else None
+        if key not in self._signatures:
+            self._signatures[key] = sender_name(sender)
+        return self._signatures[key]
 
     def layout(self, name: str) -> Template:
         """Return the email layout template ``name`` (base.txt, base.html)."""
@@ -92,7 +100,7 @@ def render_step_email(
         from .unsubscribe import unsubscribe_url as contact_unsubscribe_url
 
         unsubscribe_url = contact_unsubscribe_url(contact.pk)
-    signature = sender_name(sender)
+    signature = templates.signature(sender)
     context = Context(
         {
             "contact": contact,
@@ -135,5 +143,8 @@ def render_step_email(
 
 
 def _render(template: Template, context: Context) -> str:
-    with context.push():
+    context.push()
+    try:
         return template.render(context)
+    finally:
+        context.pop()
