@@ -295,3 +295,30 @@ def test_change_stages_refuses_a_disallowed_move_before_writing():
 
     assert not StageChange.objects.exists()
     assert Contact.objects.get(pk=lead.pk).lifecycle_stage == LifecycleStage.LEAD
+
+
+def test_a_contact_handed_off_meanwhile_keeps_that_handoff(monkeypatch):
+    """A batch that meets another worker's handoff is redone one by one."""
+    # Given a rep, three leads, and another worker's handoff of the second
+    # that the batch's first look at open handoffs does not see yet
+    RoutingRuleFactory(region="Central")
+    rep = RepFactory(region="Central", capacity=10)
+    first, second, third = ContactFactory.create_batch(3)
+    theirs = HandoffFactory(contact=second, assignee=rep.user, created_at=NOW)
+    real_pending = Handoff.objects.pending
+    looks = []
+
+    def pending():
+        looks.append(1)
+        return Handoff.objects.none() if len(looks) == 1 else real_pending()
+
+    monkeypatch.setattr(Handoff.objects, "pending", pending)
+
+    # When the batch hands them off and its insert meets the constraint
+    handoffs = hand_off_many([first, second, third], now=NOW)
+
+    # Then the second keeps the other worker's handoff, the others get theirs
+    assert handoffs[1] == theirs
+    assert [h.contact for h in handoffs] == [first, second, third]
+    assert Handoff.objects.count() == 3
+    assert not Task.objects.filter(handoff__contact=second).exists()

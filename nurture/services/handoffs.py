@@ -270,7 +270,9 @@ def hand_off_many(
     runs in memory under the teams' row locks with the counters bumped once
     per rep, the context comes from history read for the whole batch, and
     handoffs, tasks and webhook rows are inserted in bulk. The assignees'
-    emails go out together once the transaction commits.
+    emails go out together once the transaction commits. When another
+    worker hands one of them off meanwhile, the batch is undone and redone
+    one contact at a time.
     """
     contacts = list(contacts)
     if not contacts:
@@ -338,13 +340,14 @@ def _hand_off_fresh(contacts: list[Contact], *, now: dt.datetime):
     _record_assignments([decision for _, decision in routed], now=now)
 
     contexts = build_contexts([contact for contact, _ in routed], now=now)
-    calendars: dict[int, object] = {}
+    # Deadlines differ only by rep calendar and response time.
+    deadlines: dict[tuple[int, float], dt.datetime] = {}
     handoffs = []
     for contact, decision in routed:
-        rep = decision.rep
-        if rep.pk not in calendars:
-            calendars[rep.pk] = calendar_for(rep)
         policy = policies[contact.pk]
+        key = (decision.rep.pk, response_hours(policy))
+        if key not in deadlines:
+            deadlines[key] = add_business_hours(calendar_for(decision.rep), now, key[1])
         handoffs.append(
             Handoff(
                 contact=contact,
@@ -354,9 +357,7 @@ def _hand_off_fresh(contacts: list[Contact], *, now: dt.datetime):
                 sla_policy=policy,
                 context=contexts[contact.pk],
                 created_at=now,
-                sla_due_at=add_business_hours(
-                    calendars[rep.pk], now, response_hours(policy)
-                ),
+                sla_due_at=deadlines[key],
             )
         )
     Handoff.objects.bulk_create(handoffs)
