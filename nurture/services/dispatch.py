@@ -39,6 +39,7 @@ from nurture.models import Cadence, Channel, Enrollment, Step, Touch
 from .business_hours import calendar_for, next_working_moment
 from .enrollment import exit_enrollments
 from .frequency import FrequencyCap
+from .ids import ids_in
 from .routing import assign_owners
 from .schedule import step_due_at
 from .send_window import next_send_time
@@ -118,7 +119,7 @@ def claim_due_enrollments(*, now: dt.datetime, limit: int) -> list[int]:
         if not ids:
             return []
         claimed = (
-            Enrollment.objects.filter(pk__in=ids)
+            Enrollment.objects.filter(ids_in("pk", ids))
             .filter(claimable)
             .update(claimed_until=until)
         )
@@ -250,7 +251,7 @@ class _EnrollmentLoader:
             self.parts.append((model, [f.attname for f in fields], positions, start))
 
     def load(self, ids: list[int]) -> list[Enrollment]:
-        rows = Enrollment.objects.filter(pk__in=ids).values_list(*self.columns)
+        rows = Enrollment.objects.filter(ids_in("pk", ids)).values_list(*self.columns)
         enrollments, contact_field = [], Enrollment._meta.get_field("contact")
         owner_field = Contact._meta.get_field("owner")
         account_field = Contact._meta.get_field("account")
@@ -380,7 +381,7 @@ class _Batch:
         touches = {
             (t.enrollment_id, t.step_id): t
             for t in Touch.objects.filter(
-                enrollment_id__in=ids,
+                ids_in("enrollment_id", ids),
                 step__cadence_id__in=cadence_ids,
                 step__position__in={e.next_position for e in enrollments},
             )
@@ -409,17 +410,17 @@ class _Batch:
                 [e.contact_id for e in enrollments], reason, now=self.now
             )
         for due_at, ids in self.deferred.items():
-            Enrollment.objects.filter(pk__in=ids).update(
+            Enrollment.objects.filter(ids_in("pk", ids)).update(
                 next_due_at=due_at, claimed_until=None
             )
             result.deferred += len(ids)
         for detail, ids in self.skipped_retries.items():
-            Touch.objects.filter(pk__in=ids).update(
+            Touch.objects.filter(ids_in("pk", ids)).update(
                 status=Touch.Status.SKIPPED, detail=detail, retry_at=None
             )
             result.skipped += len(ids)
         if self.lost:
-            Touch.objects.filter(pk__in=self.lost).update(
+            Touch.objects.filter(ids_in("pk", self.lost)).update(
                 status=Touch.Status.FAILED, detail=UNKNOWN_OUTCOME
             )
             result.failed += len(self.lost)
@@ -590,7 +591,7 @@ class _Batch:
             ]
         )
         if self.retries:
-            Touch.objects.filter(pk__in=[t.pk for t in self.retries]).update(
+            Touch.objects.filter(ids_in("pk", [t.pk for t in self.retries])).update(
                 status=Touch.Status.SENDING,
                 attempts=F("attempts") + 1,
                 retry_at=None,
@@ -608,8 +609,8 @@ class _Batch:
         if not planned and not retried:
             return
         rows = Touch.objects.filter(
-            enrollment_id__in={key[0] for key in [*planned, *retried]},
-            step_id__in={key[1] for key in [*planned, *retried]},
+            ids_in("enrollment_id", {key[0] for key in [*planned, *retried]}),
+            ids_in("step_id", {key[1] for key in [*planned, *retried]}),
             status=Touch.Status.SENDING,
         ).values_list("pk", "enrollment_id", "step_id", "attempts")
         build = _TouchBuilder(now=self.now)
@@ -701,7 +702,7 @@ class _Batch:
                 changes["sent_at"] = self.now
             if is_email:
                 changes["message_id"] = touch_message_id_expression()
-            Touch.objects.filter(pk__in=ids).update(**changes)
+            Touch.objects.filter(ids_in("pk", ids)).update(**changes)
             if status == Touch.Status.SENT:
                 result.sent += len(ids)
             elif status == Touch.Status.TASK_CREATED:
@@ -731,9 +732,9 @@ class _Batch:
                 retries[touch.retry_at].append(touch.enrollment_id)
         Touch.objects.bulk_update(failed, ["status", "detail", "retry_at"])
         for retry_at, ids in retries.items():
-            Enrollment.objects.filter(pk__in=ids, state=Enrollment.State.ACTIVE).update(
-                next_due_at=retry_at, claimed_until=None
-            )
+            Enrollment.objects.filter(
+                ids_in("pk", ids), state=Enrollment.State.ACTIVE
+            ).update(next_due_at=retry_at, claimed_until=None)
 
     def advance(self, result: DispatchResult):
         """Move finished enrollments to their next step or complete them."""
@@ -749,11 +750,13 @@ class _Batch:
 
         active = Enrollment.objects.filter(state=Enrollment.State.ACTIVE)
         for (position, due_at), ids in moves.items():
-            active.filter(pk__in=ids).update(
+            active.filter(ids_in("pk", ids)).update(
                 next_position=position, next_due_at=due_at, claimed_until=None
             )
         if completed:
-            result.completed_enrollments += active.filter(pk__in=completed).update(
+            result.completed_enrollments += active.filter(
+                ids_in("pk", completed)
+            ).update(
                 state=Enrollment.State.COMPLETED,
                 ended_at=self.now,
                 next_due_at=None,

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from nurture import conf
 from nurture.models import Touch
 
+from .ids import ids_in
+
 COUNTED_STATUSES = (Touch.Status.SENT, Touch.Status.TASK_CREATED)
 
 
@@ -36,7 +38,7 @@ class FrequencyCap:
         recent: dict[int, list] = defaultdict(list)
         if touches and days:
             rows = Touch.objects.filter(
-                contact_id__in=list(contact_ids),
+                ids_in("contact_id", contact_ids),
                 status__in=COUNTED_STATUSES,
                 created_at__gt=now - dt.timedelta(days=days),
             ).values_list("contact_id", "created_at")
