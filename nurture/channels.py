@@ -56,8 +56,10 @@ class BaseChannel:
         """Deliver ``touches`` and return a Delivery for each touch id.
 
         Touches come with enrollment, contact (with owner and account),
-        step and enrollment.cadence loaded. A failure for one touch must not
-        stop the others: return a failed Delivery for it instead of raising.
+        step and enrollment.cadence loaded; the enrollment's dates and the
+        contact's scoring fields are not loaded (reading one costs a query).
+        A failure for one touch must not stop the others: return a failed
+        Delivery for it instead of raising.
         """
         raise NotImplementedError
 

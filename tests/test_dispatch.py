@@ -11,7 +11,7 @@ from django.core.mail.backends.locmem import EmailBackend
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from nurture.channels import touch_message_id
+from nurture.channels import Delivery, touch_message_id
 from nurture.models import Channel, Enrollment, Step, Task, Touch
 from nurture.services.dispatch import (
     UNKNOWN_OUTCOME,
@@ -19,6 +19,7 @@ from nurture.services.dispatch import (
     dispatch_due_touches,
 )
 from tests.factories import (
+    AccountFactory,
     CadenceFactory,
     ContactFactory,
     EnrollmentFactory,
@@ -471,3 +472,51 @@ def test_two_dispatchers_running_at_once_never_share_an_enrollment():
     assert len(mail.outbox) == 40
     assert Touch.objects.count() == 40
     assert len({m.to[0] for m in mail.outbox}) == 40
+
+
+class RecordingChannel:
+    """A channel that notes what each touch carries, and the queries it cost."""
+
+    seen: list = []
+
+    def __init__(self, *, now):
+        self.now = now
+
+    def send(self, touches):
+        with CaptureQueriesContext(connection) as captured:
+            RecordingChannel.seen = [
+                (
+                    touch.contact.email,
+                    touch.contact.owner.email if touch.contact.owner else None,
+                    touch.contact.account.name if touch.contact.account else None,
+                    touch.enrollment.cadence.name,
+                    touch.step.position,
+                    touch.attempts,
+                )
+                for touch in touches
+            ]
+        RecordingChannel.queries = len(captured.captured_queries)
+        return {touch.pk: Delivery(Touch.Status.SENT) for touch in touches}
+
+
+def test_a_channel_gets_each_touch_with_its_contact_owner_account_and_cadence(
+    settings,
+):
+    """A channel reads a touch's contact, owner, account and cadence for free."""
+    # Given one contact with an owner and an account, and one with neither
+    settings.NURTURE_CHANNELS = {"email": "tests.test_dispatch.RecordingChannel"}
+    owner = UserFactory(email="owner@example.com")
+    account = AccountFactory(name="Acme")
+    first = enroll(ContactFactory(email="a@example.com", owner=owner, account=account))
+    enroll(ContactFactory(email="b@example.com"), name="Second")
+
+    # When both are dispatched
+    result = dispatch_due_touches(now=NOW)
+
+    # Then the channel saw the right values for each, without a query
+    assert result.sent == 2
+    assert sorted(RecordingChannel.seen) == [
+        ("a@example.com", "owner@example.com", "Acme", first.cadence.name, 1, 1),
+        ("b@example.com", None, None, "Second", 1, 1),
+    ]
+    assert RecordingChannel.queries == 0
