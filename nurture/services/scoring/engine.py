@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Prefetch, Subquery
 
 from crm.models import Contact, EngagementEvent, LifecycleStage
-from crm.services import change_stage, change_stages
+from crm.services import change_stages
 from nurture import conf
 from nurture.models import ContactScore, ScoringModel, ScoringRule
 
@@ -121,8 +121,9 @@ def rescore_new_events(*, now: dt.datetime, batch_size: int | None = None) -> in
     are active: the models and rules, the events, their contacts, their
     scores, one upsert of scores, one update mirroring the default model
     onto contacts, one marking the events, and three refreshing the touched
-    accounts. Leads the batch qualifies then cost a few queries each (rare
-    next to events). Return how many events were scored.
+    accounts. The leads the batch qualifies are then moved and handed off
+    together, in a fixed number of queries per model that qualifies some
+    (see ``qualify_contacts``). Return how many events were scored.
     """
     batch_size = batch_size or conf.get("NURTURE_RESCORE_BATCH_SIZE")
     models = active_models()
@@ -448,7 +449,10 @@ def qualify_contacts(
 
     Armed means never qualified since created or last recycled (``mql_at``
     empty) and still a subscriber, lead or recycled lead. Each qualified lead
-    gets a stage change and a handoff. Return how many qualified.
+    gets a stage change and a handoff, all in one batch (``change_stages``,
+    ``hand_off_many``) whose queries do not grow with its size; when the
+    batch fails, the leads are tried one by one so one failure stops no
+    other. Return how many qualified.
     """
     ids = list(contact_ids)
     if not ids:
@@ -528,14 +532,11 @@ def promote_to_sql(
         scores__model=model,
         scores__total_score__gte=model.sql_threshold,
     )
-    count = 0
-    for contact in promoted:
-        change_stage(
-            contact,
-            LifecycleStage.SQL,
-            now=now,
-            reason=f"score reached the SQL threshold of {model.sql_threshold} "
-            f"under {model.name}",
-        )
-        count += 1
-    return count
+    changes = change_stages(
+        promoted,
+        LifecycleStage.SQL,
+        now=now,
+        reason=f"score reached the SQL threshold of {model.sql_threshold} "
+        f"under {model.name}",
+    )
+    return len(changes)
