@@ -21,6 +21,7 @@ from nurture.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from nurture.services import handoffs
 from nurture.services.handoffs import hand_off, hand_off_many
 from nurture.services.scoring import qualify_contacts
 from tests.factories import (
@@ -322,3 +323,33 @@ def test_a_contact_handed_off_meanwhile_keeps_that_handoff(monkeypatch):
     assert [h.contact for h in handoffs] == [first, second, third]
     assert Handoff.objects.count() == 3
     assert not Task.objects.filter(handoff__contact=second).exists()
+
+
+def test_one_lead_failing_to_qualify_stops_no_other(monkeypatch, caplog):
+    """When the batch fails, the leads are qualified one by one instead."""
+    # Given a rep, three hand-raisers, and a handoff that fails for one
+    RoutingRuleFactory(region="Central")
+    RepFactory(region="Central", capacity=10)
+    first, broken, third = ContactFactory.create_batch(3)
+    real_hand_off_many = handoffs.hand_off_many
+
+    def failing(contacts, **kwargs):
+        if any(contact.pk == broken.pk for contact in contacts):
+            raise RuntimeError("routing broke")
+        return real_hand_off_many(contacts, **kwargs)
+
+    monkeypatch.setattr(handoffs, "hand_off_many", failing)
+
+    # When they qualify together
+    ids = [first.pk, broken.pk, third.pk]
+    qualified = qualify_contacts(ids, now=NOW, hand_raise=True)
+
+    # Then the two others are MQLs with handoffs; the broken one is untouched
+    assert qualified == 2
+    moved = set(StageChange.objects.values_list("contact_id", flat=True))
+    assert moved == {first.pk, third.pk}
+    assert set(Handoff.objects.values_list("contact_id", flat=True)) == moved
+    broken.refresh_from_db()
+    assert broken.mql_at is None
+    assert broken.lifecycle_stage != LifecycleStage.MQL
+    assert "Qualification failed" in caplog.text
