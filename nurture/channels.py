@@ -177,7 +177,7 @@ class EmailChannel(BaseChannel):
         try:
             connection.open()
             for touch in touches:
-                content = contents.get(touch.contact.pk)
+                content = contents.get(touch.contact_id) if contents else None
                 try:
                     message = self.build_message(
                         touch,

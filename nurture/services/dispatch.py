@@ -35,7 +35,7 @@ from django.db.models.base import ModelState
 from crm.models import Account, Contact, Rep
 from nurture import conf
 from nurture.channels import Delivery, get_channel, touch_message_id_expression
-from nurture.models import Cadence, Channel, Enrollment, Step, Touch
+from nurture.models import TASK_CHANNELS, Cadence, Channel, Enrollment, Step, Touch
 
 from .business_hours import calendar_for, next_working_moment
 from .enrollment import exit_enrollments
@@ -669,8 +669,10 @@ class _Batch:
 
     def deliver(self) -> dict[int, Delivery]:
         """Hand the recorded touches to their channels; return deliveries."""
-        self._route_ownerless()
-        self._schedule_tasks()
+        tasks = [t for t in self.sending if t.channel in TASK_CHANNELS]
+        if tasks:
+            self._route_ownerless(tasks)
+            self._schedule_tasks(tasks)
         by_channel: dict[str, list[Touch]] = defaultdict(list)
         for touch in self.sending:
             by_channel[touch.channel].append(touch)
@@ -679,11 +681,9 @@ class _Batch:
             deliveries.update(get_channel(name, now=self.now).send(touches))
         return deliveries
 
-    def _route_ownerless(self):
+    def _route_ownerless(self, tasks: list[Touch]):
         contacts = {
-            t.contact.pk: t.contact
-            for t in self.sending
-            if t.step.is_task and t.contact.owner_id is None
+            t.contact.pk: t.contact for t in tasks if t.contact.owner_id is None
         }
         if not contacts:
             return
@@ -699,11 +699,10 @@ class _Batch:
                 "%d tasks have no assignee: no routing rule matched", unassigned
             )
 
-    def _schedule_tasks(self):
+    def _schedule_tasks(self, tasks: list[Touch]):
         # A rep task is due when its rep next works (zone, hours, weekdays,
         # holidays, absence); a contact owned by a user without a rep
         # profile gets it due at once.
-        tasks = [t for t in self.sending if t.step.is_task]
         owner_ids = {t.contact.owner_id for t in tasks if t.contact.owner_id}
         if not owner_ids:
             return
