@@ -9,14 +9,25 @@ a pool of contacts, then feeds events in API-sized batches through
 nurture.services.engagement.ingest_events, calling rescore_new_events after
 every batch. Prints events per second and queries per thousand events.
 
-Measured on the 2-core CI-class machine with other work running (load
-about 2.7): 100k events at about 4,500 events/s on SQLite (66 queries per
-1,000 events) and 3,600 on PostgreSQL (58), up from 1,340 and 1,520;
-20k events run at about 7,500/s. TODO(#4): the 100k SQLite figure is
-still under the 5,000/s aim on a loaded machine; what is left is
-bulk_create compiling the event insert value by value, SQLite commits,
-and the few queries each new MQL costs (change_stage, hand_off). Remove
-when a quiet 100k run stays above 5,000/s.
+With ``--reps N`` the default catch-all region gets N reps with room for
+every lead, so each new MQL is handed off (context, task, owner, exits,
+email) instead of waiting for a rep.
+
+Measured on the 2-core CI-class machine shared with another builder's
+tests (load about 2 to 2.8), SQLite then PostgreSQL:
+- 100k events: 5,000 and 3,400 events/s (40 and 32 queries per 1,000
+  events, 243 MQLs); before qualification was batched 4,700 and 3,400
+  (66 and 58). With --reps 3, every MQL handed off: 4,400/s on SQLite (50).
+- 1M events (28,628 MQLs): 2,500/s on SQLite with 43 queries per 1,000
+  (ingest 254 s, rescore 142 s), up from 1,800 to 2,240 with 459 (ingest
+  299 s, rescore 250 s) when each MQL cost about fifteen queries;
+  1,750/s on PostgreSQL with 35 (ingest 151 s, rescore 416 s).
+TODO(#4): 1M events stay under the 5,000/s aim. Qualification now costs
+a fixed number of queries per batch; what is left grows with the tables,
+not yet profiled: ingest alone runs at about 11,000 events/s over the
+first 100k but 3,900 on average over the million on SQLite, and
+PostgreSQL spends most of its run rescoring. Remove when a quiet 1M run
+stays above 5,000/s.
 """
 
 import argparse
@@ -55,6 +66,12 @@ def main() -> None:
         "--rescore-every", type=int, default=1, help="batches between rescorings"
     )
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=0,
+        help="Central reps with room for every lead, so each MQL gets a handoff",
+    )
     args = parser.parse_args()
 
     scratch = _scratch_database(args.database)
@@ -97,6 +114,8 @@ def _remove_tree(folder: str) -> None:
 def _run(args) -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    # Handoff emails are composed and sent to nowhere, not written to var/.
+    os.environ["DJANGO_EMAIL_BACKEND"] = "django.core.mail.backends.dummy.EmailBackend"
     import logging
 
     import django
@@ -107,8 +126,8 @@ def _run(args) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from crm.models import Contact, EngagementEvent
-    from nurture.models import ContactScore
+    from crm.models import Contact, EngagementEvent, Rep
+    from nurture.models import ContactScore, Handoff
     from nurture.services.engagement import ingest_events
     from nurture.services.programme import ensure_default_programme
     from nurture.services.scoring import rescore_new_events
@@ -123,6 +142,7 @@ def _run(args) -> None:
         batch_size=2000,
     )
     contact_ids = list(Contact.objects.values_list("pk", flat=True))
+    _add_reps(args.reps, Rep)
 
     rng = random.Random(7)
     types = [t for t, _ in EVENT_MIX]
@@ -192,12 +212,24 @@ def _run(args) -> None:
     print(f"scores stored:      {ContactScore.objects.count()}")
     print(f"left unscored:      {unscored}")
     print(f"MQLs:               {Contact.objects.filter(mql_at__isnull=False).count()}")
+    print(f"handoffs:           {Handoff.objects.count()} to {args.reps} reps")
     print(
         f"seconds:            {elapsed:.1f} (ingest {ingest_seconds:.1f}, "
         f"rescore {rescore_seconds:.1f})"
     )
     print(f"events per second:  {ingested / elapsed:.0f}")
     print(f"queries per 1000:   {queries / ingested * 1000:.1f}")
+
+
+def _add_reps(count: int, rep_model) -> None:
+    """Create reps in the region the default catch-all rule routes to."""
+    from django.contrib.auth import get_user_model
+
+    for number in range(count):
+        user = get_user_model().objects.create(
+            username=f"bench-rep-{number}", email=f"rep{number}@example.com"
+        )
+        rep_model.objects.create(user=user, region="Central", capacity=10**7)
 
 
 if __name__ == "__main__":
