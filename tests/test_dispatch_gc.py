@@ -4,7 +4,7 @@ import gc
 
 import pytest
 
-from nurture.services.dispatch import collection_paused
+from nurture.services.batching import collection_paused
 
 
 def test_collection_is_paused_inside_and_restored_after():

@@ -22,9 +22,7 @@ unsubscribed, complained); wait for the send window in the contact's zone
 the frequency cap. Waiting moves ``next_due_at``; nothing is dropped.
 """
 
-import contextlib
 import datetime as dt
-import gc
 import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -39,6 +37,7 @@ from nurture import conf
 from nurture.channels import Delivery, get_channel, touch_message_id_expression
 from nurture.models import TASK_CHANNELS, Cadence, Channel, Enrollment, Step, Touch
 
+from .batching import collection_paused
 from .business_hours import calendar_for, next_working_moment
 from .enrollment import exit_enrollments
 from .frequency import FrequencyCap
@@ -86,10 +85,6 @@ def dispatch_due_touches(
     if not claimed_ids:
         return result
 
-    # A batch keeps a few thousand objects alive at once, which would set
-    # off the cyclic garbage collector many times over for nothing: the
-    # batch frees its objects by reference counting when it ends. Collection
-    # is paused for the batch and runs as usual afterwards.
     with collection_paused():
         batch = _Batch.load(claimed_ids, now=now)
         with transaction.atomic():
@@ -102,18 +97,6 @@ def dispatch_due_touches(
 
     logger.info("Dispatched touches: %s", result.as_dict())
     return result
-
-
-@contextlib.contextmanager
-def collection_paused():
-    """Pause the cyclic garbage collector, restoring its state afterwards."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def claim_due_enrollments(*, now: dt.datetime, limit: int) -> list[int]:
