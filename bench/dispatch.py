@@ -13,6 +13,17 @@ touched. Figures printed:
   rate of building the same messages with Django alone in the same run;
 - queries per batch at two batch sizes;
 - a per-row baseline: one Touch.save() and one Enrollment.save() per row.
+
+Measured on the 2-core CI-class machine, quiet, 2026-12-04 (5 rounds on
+SQLite, 3 on PostgreSQL):
+
+    SQLite      engine 15,979/s; email 3,959/s vs bare 4,886/s = 81% (median);
+                19 queries per batch at 500 and at 2,000; per-row 2,470/s
+    PostgreSQL  engine 4,861/s; email 2,153/s vs bare 4,631/s = 46% (median);
+                19 queries per batch at 500 and at 2,000; per-row 877/s
+
+On PostgreSQL the engine waits on the server (inserting a touch costs about
+41 microseconds there), so the email share stays under half.
 """
 
 import argparse
