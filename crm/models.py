@@ -242,6 +242,8 @@ class Contact(models.Model):
             ),
         ]
         indexes = [
+            # Stored addresses are folded, so lookups compare the plain column.
+            models.Index(fields=["email"], name="crm_contact_email_idx"),
             models.Index(fields=["owner", "lifecycle_stage"]),
             models.Index(fields=["lifecycle_stage", "-total_score"]),
         ]

@@ -258,7 +258,10 @@ def save_leads(batch: list[Lead], report: ImportReport, *, now: dt.datetime):
         wanted = [lead.external_id for lead in batch]
         existing = {
             contact.external_id: contact
+            # The external id index covers only contacts that have one.
             for contact in Contact.objects.filter(external_id__in=wanted)
+            .exclude(external_id="")
+            .order_by()
         }
 
         new, changes = [], []
@@ -316,9 +319,10 @@ def save_events(
     """Record each lead's events once; an event already stored is left as is."""
     wanted = [event.external_id for lead in batch for event in lead.events]
     stored = set(
-        EngagementEvent.objects.filter(external_id__in=wanted).values_list(
-            "external_id", flat=True
-        )
+        EngagementEvent.objects.filter(source=SOURCE, external_id__in=wanted)
+        .exclude(external_id="")
+        .order_by()
+        .values_list("external_id", flat=True)
     )
     events = [
         EngagementEvent(

@@ -137,7 +137,10 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         found = (
             Contact.objects.visible_to(self.request.user)
             .filter(
-                Q(pk__in=ids) | Q(email__in=emails) | Q(external_id__in=external_ids)
+                Q(pk__in=ids)
+                | Q(email__in=emails)
+                # The external id index covers only contacts that have one.
+                | (Q(external_id__in=external_ids) & ~Q(external_id=""))
             )
             .values_list("pk", "email", "external_id")
         )

@@ -106,10 +106,11 @@ def _sort_out(events: list[EngagementEvent], result: IngestResult):
     keys = {_key(event) for event in events if event.external_id}
     stored = {}
     if keys:
-        matches = EngagementEvent.objects.filter(
-            source__in={source for source, _ in keys},
-            external_id__in={external_id for _, external_id in keys},
-        ).values_list("source", "external_id", "pk", "contact_id", "type")
+        matches = (
+            _keyed_events(keys)
+            .order_by()
+            .values_list("source", "external_id", "pk", "contact_id", "type")
+        )
         stored = {
             (source, external_id): (pk, contact_id, type_)
             for source, external_id, pk, contact_id, type_ in matches
@@ -192,14 +193,21 @@ def _store(events: list[EngagementEvent]) -> list[EngagementEvent]:
     )
     keys = {_key(event) for event in keyed}
     created.extend(
-        event
-        for event in EngagementEvent.objects.filter(
-            source__in={source for source, _ in keys},
-            external_id__in={external_id for _, external_id in keys},
-        )
-        if _key(event) in keys
+        event for event in _keyed_events(keys).order_by() if _key(event) in keys
     )
     return created
+
+
+def _keyed_events(keys: set[tuple[str, str]]):
+    """Stored events that may carry these keys, found through the key index.
+
+    The unique index on (source, external_id) covers only events that have
+    an external id, so the query must say so or the database scans them all.
+    """
+    return EngagementEvent.objects.filter(
+        source__in={source for source, _ in keys},
+        external_id__in={external_id for _, external_id in keys},
+    ).exclude(external_id="")
 
 
 def _apply_effects(events: list[EngagementEvent], *, now: dt.datetime) -> None:
