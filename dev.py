@@ -53,6 +53,8 @@ def manage(*args) -> None:
 def demo() -> int:
     """Prepare the embedded database with real data, then serve it."""
     ensure_venv()
+    # Links in the demo's emails (unsubscribe, handoff) point at this server.
+    os.environ.setdefault("NURTURE_SITE_URL", f"http://{HOST}:{PORT}")
     manage("migrate", "--noinput")
     manage("load_demo")
     password = os.environ.get("NURTURE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
@@ -87,7 +89,9 @@ def demo() -> int:
     finally:
         for process in (server, cluster):
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                # SIGTERM, not SIGINT: a demo started from a script runs with
+                # SIGINT ignored, and its children inherit that.
+                process.send_signal(signal.SIGTERM)
         for process in (server, cluster):
             try:
                 process.wait(timeout=20)
