@@ -23,12 +23,13 @@ tests (load about 2 to 2.8), SQLite then PostgreSQL:
   299 s, rescore 250 s) when each MQL cost about fifteen queries;
   1,750/s on PostgreSQL with 35 (ingest 151 s, rescore 416 s), up from
   1,430 with 451 (ingest 131 s, rescore 566 s).
-TODO(#4): 1M events stay under the 5,000/s aim. Qualification now costs
-a fixed number of queries per batch; what is left grows with the tables,
-not yet profiled: ingest alone runs at about 11,000 events/s over the
-first 100k but 3,900 on average over the million on SQLite, and
-PostgreSQL spends most of its run rescoring. Remove when a quiet 1M run
-stays above 5,000/s.
+- After the key lookups were made to use their partial indexes (they had
+  been scanning every stored event), 1M events on SQLite: 3,350/s with 43
+  queries per 1,000 (ingest 131 s, rescore 163 s), machine lightly loaded.
+TODO(#4): 1M events stay under the 5,000/s aim. Ingest now holds about
+7,600 events/s over the million; rescoring, which slows as the score and
+event tables grow and qualifies 28,628 leads along the way, is what is
+left, not yet profiled. Remove when a quiet 1M run stays above 5,000/s.
 """
 
 import argparse
