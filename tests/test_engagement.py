@@ -9,7 +9,12 @@ from django.test.utils import CaptureQueriesContext
 from crm.models import EngagementEvent
 from nurture.models import Enrollment
 from nurture.services.engagement import ingest_events
-from tests.factories import CadenceFactory, ContactFactory, EnrollmentFactory
+from tests.factories import (
+    AccountFactory,
+    CadenceFactory,
+    ContactFactory,
+    EnrollmentFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -155,6 +160,46 @@ def test_a_reply_ends_only_cadences_that_exit_on_reply():
     assert stops.state == State.EXITED
     assert stops.exit_reason == Enrollment.ExitReason.REPLIED
     assert keeps.state == State.ACTIVE
+
+
+def test_a_reply_stops_the_whole_account_where_the_cadence_says_so():
+    """One reply ends the account's other enrollments in that cadence only."""
+    # given two colleagues and an outsider in an account-wide cadence, and
+    # the colleague also in a cadence without the option
+    acme = AccountFactory()
+    account_wide = CadenceFactory(stop_account_on_reply=True)
+    other = CadenceFactory()
+    replier = ContactFactory(account=acme)
+    colleague = ContactFactory(account=acme)
+    outsider = ContactFactory(account=AccountFactory())
+    EnrollmentFactory(contact=replier, cadence=account_wide)
+    stopped = EnrollmentFactory(contact=colleague, cadence=account_wide)
+    untouched = EnrollmentFactory(contact=colleague, cadence=other)
+    stranger = EnrollmentFactory(contact=outsider, cadence=account_wide)
+
+    # when one of them replies
+    ingest_events([row(replier, E.EMAIL_REPLY)], now=NOW)
+
+    # then the colleague stops in the account-wide cadence only
+    for enrollment in (stopped, untouched, stranger):
+        enrollment.refresh_from_db()
+    assert stopped.state == State.EXITED
+    assert stopped.exit_reason == Enrollment.ExitReason.ACCOUNT_REPLIED
+    assert untouched.state == State.ACTIVE
+    assert stranger.state == State.ACTIVE
+
+
+def test_without_the_option_a_reply_stops_only_the_replier():
+    acme = AccountFactory()
+    cadence = CadenceFactory()
+    replier = ContactFactory(account=acme)
+    EnrollmentFactory(contact=replier, cadence=cadence)
+    colleague = EnrollmentFactory(contact=ContactFactory(account=acme), cadence=cadence)
+
+    ingest_events([row(replier, E.EMAIL_REPLY)], now=NOW)
+
+    colleague.refresh_from_db()
+    assert colleague.state == State.ACTIVE
 
 
 def test_a_meeting_ends_only_cadences_that_exit_on_meeting():

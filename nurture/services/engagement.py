@@ -7,6 +7,7 @@ or a complaint stops every automated touch from the moment it is stored.
 
 import datetime as dt
 import logging
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -247,12 +248,18 @@ def _apply_effects(events: list[EngagementEvent], *, now: dt.datetime) -> None:
     if bounced:
         exit_enrollments(bounced, Reason.BOUNCED, now=now)
     if replied:
+        # Read who shares the repliers' cadences before their exits end them.
+        colleagues = _account_colleagues_to_stop(replied)
         exit_enrollments(
             replied,
             Reason.REPLIED,
             now=now,
             cadence_ids=_cadence_ids(exit_on_reply=True),
         )
+        for cadence_id, contact_ids in colleagues.items():
+            exit_enrollments(
+                contact_ids, Reason.ACCOUNT_REPLIED, now=now, cadence_ids=[cadence_id]
+            )
     if met:
         exit_enrollments(
             met,
@@ -262,6 +269,43 @@ def _apply_effects(events: list[EngagementEvent], *, now: dt.datetime) -> None:
         )
     if away:
         pause_for_out_of_office(away, now=now)
+
+
+def _account_colleagues_to_stop(replied: set[int]) -> dict[int, list[int]]:
+    """Per cadence that stops a whole account on a reply, the colleagues to stop.
+
+    A colleague is another contact of a replier's account; only cadences the
+    replier was walking count.
+    """
+    walking = (
+        Enrollment.objects.filter(
+            contact_id__in=replied,
+            state__in=[Enrollment.State.ACTIVE, Enrollment.State.PAUSED],
+            cadence__stop_account_on_reply=True,
+            contact__account__isnull=False,
+        )
+        .order_by()
+        .values_list("cadence_id", "contact__account_id")
+    )
+    accounts_by_cadence = defaultdict(set)
+    for cadence_id, account_id in walking:
+        accounts_by_cadence[cadence_id].add(account_id)
+    if not accounts_by_cadence:
+        return {}
+
+    all_accounts = set().union(*accounts_by_cadence.values())
+    people = (
+        Contact.objects.filter(account_id__in=all_accounts)
+        .exclude(pk__in=replied)
+        .order_by()
+        .values_list("pk", "account_id")
+    )
+    colleagues = defaultdict(list)
+    for contact_id, account_id in people:
+        for cadence_id, accounts in accounts_by_cadence.items():
+            if account_id in accounts:
+                colleagues[cadence_id].append(contact_id)
+    return colleagues
 
 
 def _cadence_ids(**flags) -> list[int]:
