@@ -19,7 +19,6 @@ import logging
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 from django.core import mail
 from django.db.models import Count, Q
@@ -27,6 +26,11 @@ from django.test.utils import override_settings
 
 from crm.models import Contact, EngagementEvent, Rep
 from nurture.models import Cadence, Channel, Enrollment, Handoff, Task, Touch
+from nurture.services.business_hours import (
+    WorkingCalendar,
+    calendar_for,
+    next_working_moment,
+)
 from nurture.services.dispatch import dispatch_due_touches
 from nurture.services.engagement import ingest_events
 from nurture.services.enrollment import enroll_contacts
@@ -97,7 +101,8 @@ class Simulation:
         self.random = random.Random(seed)
         self.behaviour = behaviour or Behaviour()
         self.result = SimulationResult(started_at=start, ended_at=self.end)
-        self.rep_zones: dict[int, ZoneInfo] = {}
+        # Each active rep's working calendar, by user id.
+        self.calendars: dict[int, WorkingCalendar] = {}
         # Handoffs the reps will act on: handoff id -> (when, decision).
         self.plans: dict[int, tuple[dt.datetime, str]] = {}
 
@@ -111,13 +116,8 @@ class Simulation:
         ensure_default_programme()
         self.enroll_leads(now=self.start)
         self.result.enrolled = Enrollment.objects.active().count()
-        self.rep_zones = {
-            rep.user_id: zone_or_utc(rep.time_zone)
-            for rep in Rep.objects.filter(is_active=True)
-        }
-        self.rep_hours = {
-            rep.user_id: (rep.workday_start, rep.workday_end)
-            for rep in Rep.objects.filter(is_active=True)
+        self.calendars = {
+            rep.user_id: calendar_for(rep) for rep in Rep.objects.filter(is_active=True)
         }
 
         now = self.start
@@ -143,7 +143,7 @@ class Simulation:
         # Each call claims one batch; a tick ends when nothing more is due.
         for _ in range(MAX_BATCHES_PER_TICK):
             outcome = dispatch_due_touches(now=now)
-            self.result.dispatch.update(outcome_counts(outcome))
+            self.result.dispatch.update(outcome.as_dict())
             if not outcome.claimed:
                 break
         self.react_to_touches(since=window_start, now=now)
@@ -178,7 +178,7 @@ class Simulation:
 
     def work_tasks(self, now: dt.datetime) -> None:
         """Reps on shift complete their most urgent due tasks."""
-        on_shift = [user_id for user_id in self.rep_zones if self.at_work(user_id, now)]
+        on_shift = [user_id for user_id in self.calendars if self.at_work(user_id, now)]
         if not on_shift:
             return
         rows = []
@@ -246,9 +246,7 @@ class Simulation:
         return handoff.created_at + delay, decision
 
     def at_work(self, user_id: int, now: dt.datetime) -> bool:
-        local = now.astimezone(self.rep_zones[user_id])
-        start, end = self.rep_hours[user_id]
-        return local.isoweekday() <= 5 and start <= local.time() < end
+        return next_working_moment(self.calendars[user_id], now) == now
 
     def event(self, contact_id: int, event_type: str, now: dt.datetime, key: str):
         return {
@@ -266,23 +264,7 @@ class Simulation:
             self.result.events_ingested += len(result.created)
 
 
-def outcome_counts(outcome) -> Counter:
-    """Turn a dispatch result into counts, whatever fields it carries."""
-    counts = Counter()
-    for name, value in vars(outcome).items():
-        if isinstance(value, int):
-            counts[name] += value
-    return counts
-
-
-def zone_or_utc(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def funnel_report(*, known_outcome_only: bool = True) -> dict:
+def funnel_report() -> dict:
     """Summarise the funnel, and compare handoffs with the known outcomes.
 
     This is the only place that reads ``known_converted``.
