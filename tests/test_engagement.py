@@ -237,3 +237,23 @@ def test_query_count_does_not_grow_with_the_batch():
         return len(queries)
 
     assert run(1) == run(10)
+
+
+def test_a_numeric_external_id_names_the_same_event_as_its_text():
+    """A sender numbering events 42 or "42" sends the same event twice."""
+    contact = ContactFactory()
+    row = {
+        "contact": contact.pk,
+        "type": "page_view",
+        "occurred_at": NOW,
+        "source": "web",
+        "external_id": "42",
+    }
+
+    first = ingest_events([row], now=NOW)
+    again = ingest_events([{**row, "external_id": 42}], now=NOW)
+
+    assert len(first.created) == 1
+    assert again.created == [] and again.duplicates == 1
+    assert again.ids == first.ids
+    assert EngagementEvent.objects.get().external_id == "42"

@@ -1,8 +1,9 @@
-"""Filter a batch by thousands of ids without preparing each one.
+"""Filter a batch by thousands of ids or keys without preparing each one.
 
 ``filter(pk__in=ids)`` prepares and adapts every value on its own, which
 for a batch of a few thousand ids read back from the database costs more
-than running the query. Ids are ints already: they need neither.
+than running the query. Ids are ints already, and keys (an event's
+external id) plain strings: they need neither.
 """
 
 from collections.abc import Collection
@@ -31,3 +32,11 @@ def ids_in(field: str, ids: Collection[int]) -> IdsIn:
     Every id must be an int.
     """
     return IdsIn(F(field), list(ids))
+
+
+def keys_in(field: str, keys: Collection[str]) -> IdsIn:
+    """Return a filter matching rows whose text ``field`` is one of ``keys``.
+
+    Like ids_in, for a text column; every key must be a str.
+    """
+    return IdsIn(F(field), list(keys))
