@@ -3,8 +3,10 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from crm.models import LifecycleStage, Opportunity, StageChange
+from crm.models import Contact, LifecycleStage, Opportunity, StageChange
 from crm.services import StageTransitionError, change_stage
 from nurture.models import Enrollment, Handoff, ScoringRule
 from nurture.services.handoffs import reject_handoff
@@ -220,3 +222,46 @@ def test_admin_action_re_engages_stale_deals(admin_client):
     assert response.status_code == 200
     enrollment = Enrollment.objects.get(contact=stale.contact)
     assert enrollment.cadence.name == "Re-engagement"
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's query plans")
+def test_qualifying_looks_contacts_up_by_id_not_by_walking_the_stage():
+    """MQL and SQL checks read the crossing contacts by id.
+
+    Under the contacts' default order (by score) SQLite chose the stage and
+    score index and walked every lead in the stage for each scoring batch,
+    so qualification slowed as the database grew.
+    """
+    model = _scoring_setup(threshold=50)
+    model.sql_threshold = 100
+    model.save()
+    ContactFactory.create_batch(3)
+    crossing = ContactFactory.create_batch(30)
+    for contact in crossing:
+        EngagementEventFactory.create_batch(
+            2, contact=contact, type="call_connected", occurred_at=NOW
+        )
+
+    with CaptureQueriesContext(connection) as queries:
+        rescore_new_events(now=NOW)
+
+    assert {
+        c.lifecycle_stage
+        for c in Contact.objects.filter(pk__in=[c.pk for c in crossing])
+    } == {S.SQL}
+    stage_tests = (
+        '"crm_contact"."lifecycle_stage" IN',
+        '"crm_contact"."lifecycle_stage" = ',
+    )
+    stage_reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and any(t in q["sql"] for t in stage_tests)
+    ]
+    assert len(stage_reads) == 2  # the MQL check, then the SQL check
+    for sql in stage_reads:
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql)
+            plan = [row[3] for row in cursor.fetchall()]
+        contact_step = next(step for step in plan if " crm_contact " in step)
+        assert "INTEGER PRIMARY KEY" in contact_step, plan

@@ -31,6 +31,7 @@ from nurture import conf
 from nurture.models import ContactScore, ScoringModel, ScoringRule
 
 from .. import learning
+from ..ids import ids_in
 from . import store
 from .rules import capped_points, decayed, event_matches, fit_hits, is_hand_raise
 
@@ -458,9 +459,17 @@ def qualify_contacts(
     if not ids:
         return 0
     model = model or ScoringModel.objects.filter(is_default=True).first()
-    qualified = Contact.objects.filter(
-        pk__in=ids, mql_at__isnull=True, lifecycle_stage__in=QUALIFYING_STAGES
-    ).select_related("account")
+    # Ordered by id, so the database looks the few contacts up by id; under
+    # the default order (by score) SQLite walked every lead of those stages.
+    qualified = (
+        Contact.objects.filter(
+            ids_in("pk", ids),
+            mql_at__isnull=True,
+            lifecycle_stage__in=QUALIFYING_STAGES,
+        )
+        .select_related("account")
+        .order_by("pk")
+    )
     if not hand_raise:
         if model is None:
             return 0
@@ -526,12 +535,12 @@ def promote_to_sql(
     if model.sql_threshold is None:
         return 0
     promoted = Contact.objects.filter(
-        pk__in=list(contact_ids),
+        ids_in("pk", contact_ids),
         sql_at__isnull=True,
         lifecycle_stage=LifecycleStage.MQL,
         scores__model=model,
         scores__total_score__gte=model.sql_threshold,
-    )
+    ).order_by("pk")  # by id, not by walking every MQL (see qualify_contacts)
     changes = change_stages(
         promoted,
         LifecycleStage.SQL,
