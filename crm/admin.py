@@ -446,11 +446,18 @@ class ContactAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelA
 
 def _reason(line) -> str:
     """Render one entry of a score explanation, whatever shape scoring gave it."""
-    if isinstance(line, dict):
-        name = line.get("rule") or line.get("name") or line.get("reason") or ""
-        points = line.get("points")
-        return f"{name} ({points:+})" if isinstance(points, int | float) else name
-    return str(line)
+    if not isinstance(line, dict):
+        return str(line)
+    name = line.get("rule") or line.get("name") or line.get("reason") or ""
+    points = line.get("points")
+    if not isinstance(points, int | float):
+        return name
+    hits = line.get("hits")
+    if isinstance(hits, int) and hits > 1:
+        # An intent line sums a rule's hits; say how many and the latest.
+        last = str(line.get("at") or "")[:16].replace("T", " ")
+        return f"{name} ×{hits} ({points:+}, last {last})"
+    return f"{name} ({points:+})"
 
 
 @admin.register(EngagementEvent)

@@ -107,7 +107,16 @@ def test_contact_page_shows_events_stage_changes_and_score(admin_client):
     contact = ContactFactory(
         fit_score=35,
         total_score=72,
-        score_explanation=[{"rule": "Senior title", "points": 20}],
+        score_explanation=[
+            {"rule": "Senior title", "points": 20},
+            {
+                "rule": "Pricing page",
+                "kind": "intent",
+                "points": 30,
+                "hits": 3,
+                "at": "2025-03-03T09:15:00+00:00",
+            },
+        ],
     )
     EngagementEventFactory(
         contact=contact, type=EngagementEvent.Type.PRICING_VISIT, source="website"
@@ -127,6 +136,7 @@ def test_contact_page_shows_events_stage_changes_and_score(admin_client):
     assert "score passed 60" in page
     assert "Marketing qualified" in page
     assert "Senior title (+20)" in page
+    assert "Pricing page ×3 (+30, last 2025-03-03 09:15)" in page
     assert ">72<" in page.replace("\n", "").replace(" ", "")
 
 

@@ -193,7 +193,9 @@ def test_handoff_page_shows_the_context_in_sections(client, team):
         NOW + dt.timedelta(hours=4),
         context={
             "score": {"fit": 30, "intent": 40, "total": 70, "explanation": [
-                {"rule": "Requested a demo", "kind": "intent", "points": 40}]},
+                {"rule": "Requested a demo", "kind": "intent", "points": 40},
+                {"rule": "Pricing page", "kind": "intent", "points": 15,
+                 "hits": 3, "at": "2025-03-05T08:30:00+00:00"}]},
             "events": [{"type": "pricing_visit", "occurred_at": "2025-03-05",
                         "properties": {"page": "/pricing"}}],
             "content": [{"title": "Buyer's guide", "occurred_at": "2025-03-04"}],
@@ -217,6 +219,8 @@ def test_handoff_page_shows_the_context_in_sections(client, team):
         "2025-03-04T10:00:00+00:00",
         "Other Person",
         "The account's other open handoffs",
+        "<td>Pricing page</td><td>intent</td><td>15</td><td>3</td>"
+        "<td>2025-03-05T08:30:00+00:00</td>",
     ):
         assert text in html
     assert '"score"' not in html

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from crm.models import Contact, EngagementEvent, LifecycleStage, StageChange
-from nurture.models import Handoff, ScoringRule
+from nurture.models import ContactScore, Handoff, ScoringRule
 from nurture.services.scoring import (
     compare,
     current_intent,
@@ -217,20 +217,75 @@ def test_rescoring_respects_batch_size_in_id_order():
     assert scored == {e.pk for e in events[:3]}
 
 
-def test_explanation_keeps_only_the_last_twenty_intent_hits():
-    """Explanations stay bounded however many events a contact has."""
+def test_explanation_sums_each_rules_hits_on_one_line():
+    """However many events a contact has, a rule explains itself once.
+
+    The line gives the points the rule counted, its number of hits and the
+    time of the latest, across batches; lines run oldest hit first.
+    """
+    model = ScoringModelFactory(mql_threshold=10_000)
+    ScoringRuleFactory(
+        model=model, kind=Intent, name="View", event_type="page_view", points=1
+    )
+    ScoringRuleFactory(
+        model=model, kind=Intent, name="Open", event_type="email_open", points=2
+    )
+    contact = ContactFactory()
+    EngagementEventFactory(
+        contact=contact, type="email_open", occurred_at=NOW - dt.timedelta(hours=5)
+    )
+    EngagementEventFactory.create_batch(25, contact=contact, occurred_at=NOW)
+    rescore_new_events(now=NOW)
+    later = NOW + dt.timedelta(hours=1)
+    EngagementEventFactory.create_batch(5, contact=contact, occurred_at=later)
+    rescore_new_events(now=later)
+
+    contact.refresh_from_db()
+    assert contact.score_explanation == [
+        {
+            "rule": "Open",
+            "kind": "intent",
+            "points": 2,
+            "hits": 1,
+            "at": (NOW - dt.timedelta(hours=5)).isoformat(),
+        },
+        {
+            "rule": "View",
+            "kind": "intent",
+            "points": 30,
+            "hits": 30,
+            "at": later.isoformat(),
+        },
+    ]
+    assert contact.intent_score == pytest.approx(32, abs=0.1)
+
+
+def test_explanation_stored_one_line_per_hit_merges_on_rescoring():
+    """Scores explained hit by hit (the earlier form) fold into rule lines."""
     model = ScoringModelFactory(mql_threshold=10_000)
     ScoringRuleFactory(
         model=model, kind=Intent, name="View", event_type="page_view", points=1
     )
     contact = ContactFactory()
-    EngagementEventFactory.create_batch(25, contact=contact, occurred_at=NOW)
-
+    EngagementEventFactory(contact=contact, occurred_at=NOW)
     rescore_new_events(now=NOW)
+    old_hit = {"rule": "View", "kind": "intent", "points": 1, "at": NOW.isoformat()}
+    ContactScore.objects.filter(contact=contact).update(explanation=[old_hit] * 3)
+    later = NOW + dt.timedelta(minutes=5)
+    EngagementEventFactory(contact=contact, occurred_at=later)
 
-    contact.refresh_from_db()
-    assert len(contact.score_explanation) == 20
-    assert contact.intent_score == pytest.approx(25)
+    rescore_new_events(now=later)
+
+    score = ContactScore.objects.get(contact=contact)
+    assert score.explanation == [
+        {
+            "rule": "View",
+            "kind": "intent",
+            "points": 4,
+            "hits": 4,
+            "at": later.isoformat(),
+        }
+    ]
 
 
 @pytest.mark.parametrize("contacts", [2, 40])

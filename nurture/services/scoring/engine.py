@@ -37,9 +37,6 @@ from .rules import capped_points, decayed, event_matches, fit_hits, is_hand_rais
 
 logger = logging.getLogger(__name__)
 
-# How many intent hits an explanation keeps, newest last.
-EXPLAINED_INTENT_HITS = 20
-
 # Stages from which a first crossing of the threshold makes a lead an MQL.
 QUALIFYING_STAGES = (
     LifecycleStage.SUBSCRIBER,
@@ -336,7 +333,7 @@ def fold_events(
     half_life = model.intent_half_life_days
     fit = fit_hits(model.fit_rules, contact, now=now, memo=memo)
     intent = decayed(score.intent_score, score.intent_scored_at, now, half_life)
-    intent_hits = [h for h in score.explanation or [] if h.get("kind") == "intent"]
+    lines = intent_lines(score.explanation)
     rule_points = dict(score.rule_points or {})
     for event in events:
         for rule in model.intent_rules:
@@ -347,24 +344,61 @@ def fold_events(
                 continue
             # An event reported late has already lost part of its weight.
             intent += decayed(points, event["occurred_at"], now, half_life)
-            intent_hits.append(
-                {
-                    "rule": rule.name,
-                    "kind": "intent",
-                    "points": points,
-                    "at": event["occurred_at"].isoformat(),
-                }
-            )
+            _count_hit(lines, rule.name, points, event["occurred_at"].isoformat())
 
     score.fit_score = sum(hit["points"] for hit in fit)
     score.intent_score = intent
     score.intent_scored_at = now
     score.total_score = score.fit_score + round(intent)
-    score.explanation = fit + intent_hits[-EXPLAINED_INTENT_HITS:]
+    score.explanation = fit + sorted(lines.values(), key=_last_hit)
     score.rule_points = rule_points
     score.updated_at = now
     if model.use_learned:
         _score_learned(model, score, contact, events, history, now=now)
+
+
+def intent_lines(explanation: list | None) -> dict[str, dict]:
+    """Return an explanation's intent lines by rule name, one per rule.
+
+    A line sums what a rule has counted for the contact: ``points`` (before
+    decay), ``hits`` and ``at``, the time of its latest hit. Explanations
+    stored one line per hit (before lines were summed) merge on reading.
+    """
+    lines: dict[str, dict] = {}
+    for line in explanation or []:
+        if not isinstance(line, dict) or line.get("kind") != "intent":
+            continue
+        line.setdefault("hits", 1)
+        line.setdefault("points", 0)
+        line.setdefault("at", "")
+        merged = lines.get(line.setdefault("rule", ""))
+        if merged is None:
+            lines[line["rule"]] = line
+        else:
+            merged["points"] += line["points"]
+            merged["hits"] += line["hits"]
+            merged["at"] = max(merged["at"], line["at"])
+    return lines
+
+
+def _count_hit(lines: dict[str, dict], rule: str, points: int, at: str) -> None:
+    line = lines.get(rule)
+    if line is None:
+        lines[rule] = {
+            "rule": rule,
+            "kind": "intent",
+            "points": points,
+            "hits": 1,
+            "at": at,
+        }
+    else:
+        line["points"] += points
+        line["hits"] += 1
+        line["at"] = max(line["at"], at)
+
+
+def _last_hit(line: dict) -> str:
+    return line["at"]
 
 
 def _score_learned(model, score, contact, events, history, *, now) -> None:
