@@ -20,13 +20,14 @@ next hit after it opens a new period. Without a period the cap is for life.
 """
 
 import datetime as dt
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from crm.services import decayed  # noqa: F401 (shared with crm readers)
 from nurture.models import ScoringRule
 
-from ..fields import as_text, contact_field_value
+from ..fields import as_text, field_getter
 
 Op = ScoringRule.Operator
 
@@ -53,13 +54,31 @@ def employee_band(count: int | None) -> str:
 
 def rule_value(contact, field: str) -> Any:
     """Return what a fit rule's ``field`` reads for a contact, derived or not."""
+    return field_reader(field)(contact)
+
+
+@functools.cache
+def field_reader(field: str) -> Callable[[Any], Any]:
+    """Return a function reading a rule's ``field`` from a contact.
+
+    Scoring reads the same few fields of thousands of contacts, so the
+    field name is parsed once, not once per contact.
+    """
     if field == "email_domain":
-        email = getattr(contact, "email", "") or ""
-        return email.rpartition("@")[2] if "@" in email else ""
+        return _email_domain
     if field == "account__employee_band":
-        account = contact.account if contact.account_id else None
-        return employee_band(account.employee_count) if account else ""
-    return contact_field_value(contact, field)
+        return _employee_band_of
+    return field_getter(field)
+
+
+def _email_domain(contact) -> str:
+    email = getattr(contact, "email", "") or ""
+    return email.rpartition("@")[2] if "@" in email else ""
+
+
+def _employee_band_of(contact) -> str:
+    account = contact.account if contact.account_id else None
+    return employee_band(account.employee_count) if account else ""
 
 
 def account_value(account, field: str) -> Any:
@@ -81,15 +100,30 @@ def fit_hits(
 ) -> list[dict]:
     """Return an explanation entry for every fit rule the contact meets.
 
-    Pass the same ``memo`` dict for many contacts: contacts share a few
-    values per field, so each rule tests each distinct value once.
+    Pass the same ``memo`` dict for many contacts (and the same ``now``):
+    contacts share a few values per field, so each rule tests each distinct
+    value once, and contacts alike in every field the rules read share
+    their entries (which nobody may change).
     """
+    values = tuple(field_reader(r.field)(contact) for r in rules)
+    key = None
+    if memo is not None:
+        try:
+            # Types too: True and 1 are equal keys but not equal text.
+            key = (id(rules), values, tuple(map(type, values)))
+            if key in memo:
+                return list(memo[key])
+        except TypeError:
+            key = None  # a list or dict value: test it afresh
     stamp = now.isoformat()
-    return [
+    hits = [
         {"rule": r.name, "kind": "fit", "points": r.points, "at": stamp}
-        for r in rules
-        if _meets(r, rule_value(contact, r.field), memo)
+        for r, value in zip(rules, values, strict=True)
+        if _meets(r, value, memo)
     ]
+    if key is not None:
+        memo[key] = hits
+    return list(hits)
 
 
 def _meets(rule: ScoringRule, value: Any, memo: dict | None) -> bool:
