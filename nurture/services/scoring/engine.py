@@ -53,7 +53,7 @@ MIRRORED = {
     "explanation": "score_explanation",
 }
 
-EVENT_FIELDS = ("id", "contact_id", "type", "occurred_at", "properties")
+EVENT_FIELDS = store.EVENT_FIELDS
 
 # Where a learned model's score keeps its summary of the contact's events
 # (learning.summarize_events) among the rule points; rule ids never clash.
@@ -130,12 +130,7 @@ def rescore_new_events(*, now: dt.datetime, batch_size: int | None = None) -> in
         return 0
 
     with transaction.atomic():
-        events = list(
-            EngagementEvent.objects.unscored()
-            .select_for_update(skip_locked=True)
-            .order_by("id")
-            .values(*EVENT_FIELDS)[:batch_size]
-        )
+        events = store.unscored_events(batch_size)
         if not events:
             return 0
         by_contact = defaultdict(list)
@@ -251,9 +246,9 @@ def _score(
                 mirrored.append(score)
             _note_crossing(crossings, model, contact.pk, before, score.total_score)
 
-    store.upsert_scores(changed)
+    explained = store.upsert_scores(changed)
     if default is not None and ids:
-        store.mirror_scores(mirrored, now=now)
+        store.mirror_scores(mirrored, now=now, explained=explained)
         account_ids = {c.account_id for c in contacts if c.account_id}
         if account_ids:
             refresh_account_scores(account_ids, now=now, model=default)

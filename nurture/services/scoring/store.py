@@ -8,6 +8,7 @@ PostgreSQL understand ``INSERT ... ON CONFLICT ... DO UPDATE``.
 """
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -20,6 +21,10 @@ from nurture.models import ContactScore, ScoringModel
 
 from .. import learning
 from ..fields import HIDDEN_FIELDS
+from ..ids import ids_in
+
+# What scoring reads of an event.
+EVENT_FIELDS = ("id", "contact_id", "type", "occurred_at", "properties")
 
 # Every contact row carries these; rules add the columns they read.
 BASE_COLUMNS = ("id", "account_id", "intent_score", "intent_scored_at")
@@ -116,7 +121,7 @@ def load_contacts(contact_ids: Iterable[int], columns: tuple[set, set]) -> list:
     contact_columns, account_columns = columns
     account_lookups = [f"account__{name}" for name in account_columns]
     rows = (
-        Contact.objects.filter(pk__in=list(contact_ids))
+        Contact.objects.filter(ids_in("pk", contact_ids))
         .select_for_update(of=("self",))
         .order_by("pk")
         .values(*contact_columns, *account_lookups)
@@ -151,11 +156,82 @@ def load_explanations(contact_ids: list[int]) -> dict[int, list]:
 def load_scores(
     contact_ids: list[int], model_ids: list[int]
 ) -> dict[tuple[int, int], Score]:
-    """Read the stored scores of these contacts under these models."""
-    rows = ContactScore.objects.filter(
-        contact_id__in=contact_ids, model_id__in=model_ids
-    ).values_list("contact_id", "model_id", *SCORE_COLUMNS)
-    return {(row[0], row[1]): Score(*row) for row in rows}
+    """Read the stored scores of these contacts under these models.
+
+    ``updated_at`` (last of SCORE_COLUMNS) is left unread: scoring sets it.
+    """
+    rows = _fetch(
+        ContactScore.objects.filter(
+            ids_in("contact_id", contact_ids), ids_in("model_id", model_ids)
+        ).values_list("contact_id", "model_id", *SCORE_COLUMNS[:-1])
+    )
+    scores = {}
+    for contact_id, model_id, fit, intent, at, total, explanation, points in rows:
+        scores[contact_id, model_id] = Score(
+            contact_id,
+            model_id,
+            fit,
+            intent,
+            aware(at),
+            total,
+            decoded(explanation),
+            decoded(points),
+        )
+    return scores
+
+
+def unscored_events(batch_size: int) -> list[dict]:
+    """Lock and read the oldest unscored events (those no other worker holds)."""
+    rows = _fetch(
+        EngagementEvent.objects.unscored()
+        .select_for_update(skip_locked=True)
+        .order_by("id")
+        .values_list(*EVENT_FIELDS)[:batch_size]
+    )
+    return [
+        {
+            "id": pk,
+            "contact_id": contact_id,
+            "type": type_,
+            "occurred_at": aware(occurred_at),
+            "properties": decoded(properties),
+        }
+        for pk, contact_id, type_, occurred_at, properties in rows
+    ]
+
+
+def _fetch(queryset) -> list[tuple]:
+    """Run a queryset's SQL and return its raw rows.
+
+    A scoring batch reads thousands of rows of a few known columns; passing
+    each value through the ORM's generic converters cost more than the
+    query, so callers convert the two kinds that need it themselves
+    (``aware``, ``decoded``).
+    """
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def aware(value) -> dt.datetime | None:
+    """Turn a stored datetime into an aware one.
+
+    PostgreSQL hands back aware datetimes; SQLite the naive UTC value Django
+    wrote (parsed by the driver, or as text where it was not).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def decoded(value):
+    """Turn a stored JSON value into Python (drivers may have done it)."""
+    if isinstance(value, str | bytes):
+        return json.loads(value)
+    return value
 
 
 def load_history(contact_ids: list[int]) -> dict[int, list[dict]]:
@@ -175,10 +251,14 @@ def load_history(contact_ids: list[int]) -> dict[int, list[dict]]:
     return history
 
 
-def upsert_scores(scores: list[Score]) -> None:
-    """Store new and existing scores alike in one executemany."""
+def upsert_scores(scores: list[Score]) -> dict[int, object]:
+    """Store new and existing scores alike in one executemany.
+
+    Return each score's explanation as adapted for the database, by the
+    score's id(), so mirroring it onto the contact need not encode it again.
+    """
     if not scores:
-        return
+        return {}
     ops = connection.ops
     quote = ops.quote_name
     columns = ("contact_id", "model_id", *SCORE_COLUMNS)
@@ -190,6 +270,7 @@ def upsert_scores(scores: list[Score]) -> None:
         + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in SCORE_COLUMNS)
     )
     as_json, when = _adapters()
+    explained = {id(s): as_json(s.explanation) for s in scores}
     params = [
         (
             s.contact_id,
@@ -198,7 +279,7 @@ def upsert_scores(scores: list[Score]) -> None:
             s.intent_score,
             when(s.intent_scored_at),
             s.total_score,
-            as_json(s.explanation),
+            explained[id(s)],
             as_json(s.rule_points),
             when(s.updated_at),
         )
@@ -206,12 +287,19 @@ def upsert_scores(scores: list[Score]) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+    return explained
 
 
-def mirror_scores(scores: list[Score], *, now: dt.datetime) -> None:
-    """Copy the default model's scores onto their contacts in one executemany."""
+def mirror_scores(
+    scores: list[Score], *, now: dt.datetime, explained: dict | None = None
+) -> None:
+    """Copy the default model's scores onto their contacts in one executemany.
+
+    ``explained`` holds explanations already adapted (see upsert_scores).
+    """
     if not scores:
         return
+    explained = explained or {}
     ops = connection.ops
     quote = ops.quote_name
     sets = ", ".join(f"{quote(target)} = %s" for _, target in MIRROR_COLUMNS)
@@ -227,7 +315,7 @@ def mirror_scores(scores: list[Score], *, now: dt.datetime) -> None:
             s.intent_score,
             when(s.intent_scored_at),
             s.total_score,
-            as_json(s.explanation),
+            explained[id(s)] if id(s) in explained else as_json(s.explanation),
             stamp,
             s.contact_id,
         )
@@ -243,7 +331,8 @@ def _adapters():
     A batch stamps most scores with the same moment, so a datetime is
     adapted once and reused.
     """
-    adapt = connection.ops.adapt_datetimefield_value
+    ops = connection.ops
+    adapt, adapt_json = ops.adapt_datetimefield_value, ops.adapt_json_value
     adapted: dict = {}
 
     def when(value):
@@ -252,7 +341,7 @@ def _adapters():
         return adapted[value]
 
     def as_json(value):
-        return connection.ops.adapt_json_value(value, None)
+        return adapt_json(value, None)
 
     return as_json, when
 
