@@ -455,6 +455,17 @@ def can_see_all(user) -> bool:
         return True
     cached = getattr(user, "_nurture_can_see_all", None)
     if cached is None:
-        cached = Rep.objects.filter(user=user, reports__isnull=False).exists()
+        from django.contrib.auth import get_user_model
+
+        from .roles import INTEGRATIONS
+
+        # Managers see their reps' records; a system pushing data in over the
+        # API (the Integrations group) names contacts whoever owns them.
+        cached = (
+            get_user_model()
+            .objects.filter(pk=user.pk)
+            .filter(Q(rep__reports__isnull=False) | Q(groups__name=INTEGRATIONS))
+            .exists()
+        )
         user._nurture_can_see_all = cached
     return cached

@@ -28,6 +28,13 @@ def make_manager():
     return manager.user
 
 
+def make_integration():
+    """Return an API user in the Integrations group only, as the roles say."""
+    user = UserFactory()
+    user.groups.add(ensure_sales_groups()[INTEGRATIONS])
+    return user
+
+
 def make_rep():
     """Return a plain rep, in the Sales reps group, who sees only their own."""
     user = RepFactory(user=UserFactory()).user

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from crm.models import EngagementEvent
 from nurture.models import Enrollment
-from tests.api_support import make_manager, make_rep, token_client
+from tests.api_support import make_integration, make_manager, make_rep, token_client
 from tests.factories import ContactFactory, EngagementEventFactory, EnrollmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -109,7 +109,7 @@ def test_contacts_can_be_named_by_email_or_external_id(api):
         format="json",
     )
 
-    assert response.json()["created"] == 2
+    assert response.json()["created"] == 2, response.json()
     assert EngagementEvent.objects.filter(contact=contact).count() == 2
 
 
@@ -252,6 +252,25 @@ def test_a_rep_cannot_post_events_for_another_reps_contact():
 
     assert response.status_code == 400
     assert "contact" in response.json()
+
+
+def test_an_integration_posts_events_for_anyones_contacts_and_reads_them():
+    """A system in the Integrations group names contacts whoever owns them."""
+    integration = token_client(make_integration())
+    owned, imported = ContactFactory(owner=make_rep()), ContactFactory()
+
+    response = integration.post(
+        URL,
+        [event(owned), {"contact_email": imported.email, "type": "page_view",
+                        "occurred_at": WHEN}],
+        format="json",
+    )  # fmt: skip
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["created"] == 2, response.json()
+    assert EngagementEvent.objects.filter(contact=owned).count() == 1
+    listed = integration.get("/api/contacts/").json()["results"]
+    assert {row["id"] for row in listed} == {owned.pk, imported.pk}
 
 
 def test_too_many_events_in_one_request_is_a_400(api):
