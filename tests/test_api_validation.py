@@ -1,6 +1,7 @@
 """Bad API input is a 400 naming the field, never a server error."""
 
 import datetime as dt
+import json
 
 import pytest
 from django.utils import timezone
@@ -113,6 +114,48 @@ def test_a_nul_character_in_json_is_a_400_and_good_items_land(api):
     assert bulk.json()["created"] == 1
     assert bulk.json()["errors"][0]["field"] == "properties"
     assert EngagementEvent.objects.filter(external_id="good-1").exists()
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [{"k": "\ud800"}, {"\udfff": 1}, {"k": ["ok", "x\udc00"]}, _nested(40)],
+    ids=["lone surrogate", "surrogate key", "surrogate in a list", "40 deep"],
+)
+def test_json_a_database_cannot_store_is_refused_per_item(api, properties):
+    """Unpaired surrogates (PostgreSQL refuses them) and deep nesting are
+    refused for their item, naming the field; the good item lands."""
+    contact = ContactFactory()
+    body = json.dumps(
+        [
+            event(contact.pk, external_id="good-1"),
+            event(contact.pk, properties=properties),
+        ]
+    )
+
+    response = api.post("/api/events/", body, content_type="application/json")
+
+    assert response.status_code == 200
+    assert response.json()["created"] == 1
+    assert [e["field"] for e in response.json()["errors"]] == ["properties"]
+    assert list(EngagementEvent.objects.values_list("external_id", flat=True)) == [
+        "good-1"
+    ]
+
+
+def test_a_body_nested_past_the_parser_is_a_400_not_a_500(api):
+    body = '{"a": ' * 5000 + "1" + "}" * 5000
+
+    response = api.post("/api/events/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
 
 
 def test_an_unknown_time_zone_is_a_400_naming_it(api):

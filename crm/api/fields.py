@@ -32,18 +32,38 @@ class BoundedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return super().to_internal_value(number)
 
 
-def reject_nul_characters(value) -> None:
-    """Refuse NUL characters anywhere in a JSON value; PostgreSQL cannot store them."""
+# How deep a JSON value sent to the API may nest; event properties and
+# attributes are flat in practice, and deeper values only cost the database.
+MAX_JSON_DEPTH = 32
+
+
+def reject_unstorable_text(value, *, depth: int = 0) -> None:
+    """Refuse a JSON value that a database would refuse or choke on.
+
+    NUL characters and unpaired surrogates (half of a UTF-16 pair, sent as
+    ``\\ud800``) cannot be stored as text by PostgreSQL, anywhere in a key
+    or a value; values nested deeper than MAX_JSON_DEPTH are refused too.
+    """
+    if depth > MAX_JSON_DEPTH:
+        raise serializers.ValidationError(
+            f"JSON may not nest deeper than {MAX_JSON_DEPTH} levels."
+        )
     if isinstance(value, str):
         if "\x00" in value:
             raise serializers.ValidationError("Text may not contain NUL characters.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise serializers.ValidationError(
+                "Text may not contain unpaired surrogate characters (U+D800 to U+DFFF)."
+            ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            reject_nul_characters(key)
-            reject_nul_characters(item)
+            reject_unstorable_text(key, depth=depth + 1)
+            reject_unstorable_text(item, depth=depth + 1)
     elif isinstance(value, list):
         for item in value:
-            reject_nul_characters(item)
+            reject_unstorable_text(item, depth=depth + 1)
 
 
 class JSONObjectField(serializers.JSONField):
@@ -55,7 +75,7 @@ class JSONObjectField(serializers.JSONField):
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             self.fail("not_object")
-        reject_nul_characters(value)
+        reject_unstorable_text(value)
         return value
 
 
@@ -68,5 +88,5 @@ class JSONListField(serializers.JSONField):
         value = super().to_internal_value(data)
         if not isinstance(value, list):
             self.fail("not_list")
-        reject_nul_characters(value)
+        reject_unstorable_text(value)
         return value
