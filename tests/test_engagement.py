@@ -1,9 +1,10 @@
 """ingest_events: stored once, unscored, with suppression and exits at once."""
 
 import datetime as dt
+import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from crm.models import EngagementEvent
@@ -257,3 +258,75 @@ def test_a_numeric_external_id_names_the_same_event_as_its_text():
     assert again.created == [] and again.duplicates == 1
     assert again.ids == first.ids
     assert EngagementEvent.objects.get().external_id == "42"
+
+
+def test_an_external_id_of_zero_is_a_key_not_a_missing_one():
+    """A sender whose first event is number 0 sends it once however it is typed."""
+    contact = ContactFactory()
+    row = {"contact": contact.pk, "type": "page_view", "occurred_at": NOW}
+
+    for external_id in (0, 0, "0"):
+        ingest_events([{**row, "source": "web", "external_id": external_id}], now=NOW)
+
+    assert list(EngagementEvent.objects.values_list("external_id", flat=True)) == ["0"]
+
+
+def test_events_are_stored_in_the_order_they_were_sent():
+    """Ids rise in input order whether or not an event carries a key."""
+    contact = ContactFactory()
+    row = {"contact": contact.pk, "type": "page_view", "occurred_at": NOW}
+    rows = [{**row, "source": "web", "external_id": f"k{n}"} if n % 2 else row
+            for n in range(6)]  # fmt: skip
+
+    ids = ingest_events(rows, now=NOW).ids
+
+    assert None not in ids
+    assert ids == sorted(ids)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_racing_with_the_same_keys_store_and_report_each_event_once():
+    """Three requests sending overlapping keys at once: every key stored once,
+    reported created by exactly one request and a duplicate by the others,
+    and its effects applied once."""
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL")
+    contact = ContactFactory()
+    enrollment = EnrollmentFactory(contact=contact)
+    row = {
+        "contact": contact.pk,
+        "type": "page_view",
+        "occurred_at": NOW,
+        "source": "web",
+    }
+    calls = [range(0, 600), range(200, 800), range(400, 1000)]
+    barrier = threading.Barrier(len(calls))
+    results, errors = [], []
+
+    def send(numbers):
+        try:
+            rows = [{**row, "external_id": f"e{n}"} for n in numbers]
+            rows.append({**row, "type": "email_reply", "external_id": "reply-1"})
+            barrier.wait()
+            results.append(ingest_events(rows, now=NOW))
+        except Exception as error:  # surfaced by the assertion below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert EngagementEvent.objects.count() == 1001
+    assert sum(len(r.created) for r in results) == 1001
+    assert sum(r.duplicates for r in results) == 3 * 601 - 1001
+    stored = dict(EngagementEvent.objects.values_list("external_id", "pk"))
+    for result in results:
+        assert None not in result.ids
+    assert {pk for r in results for pk in r.ids} == set(stored.values())
+    enrollment.refresh_from_db()
+    assert enrollment.state == Enrollment.State.EXITED

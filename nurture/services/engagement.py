@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 
 from crm.models import Contact, EngagementEvent
 from nurture.models import Cadence, Enrollment
@@ -28,7 +28,6 @@ E = EngagementEvent.Type
 Reason = Enrollment.ExitReason
 
 HARD_BOUNCE_TYPES = frozenset({"hard", "permanent"})
-BULK_BATCH_SIZE = 1000
 # What a new event row carries; the database fills in the rest.
 INSERT_COLUMNS = (
     "contact_id",
@@ -72,12 +71,15 @@ def ingest_events(rows: Iterable[Mapping], *, now: dt.datetime) -> IngestResult:
     new = _sort_out(events, result)
     if new:
         with transaction.atomic():
-            result.created = _store(new, now=now)
+            _insert(new, now=now)
+            result.created = [event for event in new if event.pk]
+            if len(result.created) < len(new):
+                _settle_raced(events, new, result)
             _apply_effects(result.created, now=now)
             stamp_touch_outcomes(result.created)
 
     # Report ids in input order; in-call repeats point at the stored event.
-    stored = {_key(event): event.pk for event in result.created if event.external_id}
+    stored = {_key(event): event.pk for event in new if event.external_id and event.pk}
     rejected = {index for index, _ in result.rejected}
     for index, event in enumerate(events):
         if index in rejected or result.ids[index] is not None:
@@ -168,52 +170,58 @@ def _build(row: Mapping) -> EngagementEvent:
         occurred_at=row["occurred_at"],
         # Keys are text however a sender numbered them (a provider's 42 and
         # "42" name one event), and they are compared as text.
-        source=str(row.get("source") or ""),
+        source=_text(row.get("source")),
         properties=row.get("properties") or {},
-        external_id=str(row.get("external_id") or ""),
+        external_id=_text(row.get("external_id")),
     )
 
 
-def _store(events: list[EngagementEvent], *, now: dt.datetime) -> list:
-    keyless = [event for event in events if not event.external_id]
-    keyed = [event for event in events if event.external_id]
-    created = _insert(keyless, now=now)
-    if not keyed:
-        return created
-
-    # _sort_out checked the keys, so a plain insert normally succeeds.
-    try:
-        with transaction.atomic():
-            created.extend(_insert(keyed, now=now))
-        return created
-    except IntegrityError:
-        for event in keyed:
-            event.pk = None
-        logger.warning("Events stored concurrently by another request; rereading")
-
-    # Another request stored one of these keys between our check and the
-    # insert; ignoring the conflict keeps that event stored only once.
-    # Ignored rows come back without ids, so read the keyed rows back.
-    EngagementEvent.objects.bulk_create(
-        keyed, batch_size=BULK_BATCH_SIZE, ignore_conflicts=True
-    )
-    keys = {_key(event) for event in keyed}
-    created.extend(
-        event for event in _keyed_events(keys).order_by() if _key(event) in keys
-    )
-    return created
+def _text(value) -> str:
+    # 0 is an id like any other; only a missing value means no key.
+    return "" if value is None else str(value)
 
 
-def _insert(events: list[EngagementEvent], *, now: dt.datetime) -> list:
-    """Insert events with a few multi-row statements and give each its id.
+def _settle_raced(
+    events: list[EngagementEvent], new: list[EngagementEvent], result: IngestResult
+) -> None:
+    """Sort out the keyed rows another request stored after _sort_out looked.
 
-    bulk_create prepares every value of every row through its field, which
-    cost more than the database spent storing them; these columns need only
-    the backend's datetime and JSON adapters. SQLite (3.35+) and PostgreSQL
-    both return the new ids in the order of the rows.
+    The insert skipped them. Each is a duplicate of the event now stored
+    under its key when that event has the same contact and type (it takes
+    that event's id) and is rejected otherwise; either way it is not
+    reported as created and its effects are not applied a second time.
     """
-    if not events:
-        return []
+    skipped = [event for event in new if event.pk is None]
+    logger.warning("%d events were stored meanwhile by another request", len(skipped))
+    position = {id(event): index for index, event in enumerate(events)}
+    keys = {_key(event) for event in skipped}
+    stored = {
+        (source, external_id): (pk, contact_id, type_)
+        for source, external_id, pk, contact_id, type_ in _keyed_events(keys)
+        .order_by()
+        .values_list("source", "external_id", "pk", "contact_id", "type")
+    }
+    for event in skipped:
+        index = position[id(event)]
+        pk, contact_id, type_ = stored[_key(event)]
+        if (contact_id, type_) != (event.contact_id, event.type):
+            result.rejected.append((index, _conflict(_key(event))))
+            continue
+        result.duplicates += 1
+        result.ids[index] = event.pk = pk
+
+
+def _insert(events: list[EngagementEvent], *, now: dt.datetime) -> None:
+    """Insert events in their order with a few multi-row statements.
+
+    Each stored event gets its id; an event whose key another request has
+    stored since _sort_out looked is skipped by the database (ON CONFLICT DO
+    NOTHING) and keeps no id. bulk_create prepared every value through its
+    field, which cost more than the database spent storing the rows; these
+    columns need only the backend's datetime and JSON adapters. SQLite
+    (3.35+) and PostgreSQL return the new rows in the order they were given,
+    which matters only for events without a key.
+    """
     ops = connection.ops
     quote = ops.quote_name
     as_json = ops.adapt_json_value
@@ -230,6 +238,10 @@ def _insert(events: list[EngagementEvent], *, now: dt.datetime) -> list:
     head = (
         f"INSERT INTO {quote(EngagementEvent._meta.db_table)} "
         f"({', '.join(quote(column) for column in INSERT_COLUMNS)}) VALUES "
+    )
+    tail = (
+        f" ON CONFLICT DO NOTHING RETURNING {quote('id')}, {quote('source')}, "
+        f"{quote('external_id')}"
     )
     row_marks = f"({', '.join(['%s'] * per_row)})"
     size = max(_max_params() // per_row, 1)
@@ -248,17 +260,14 @@ def _insert(events: list[EngagementEvent], *, now: dt.datetime) -> list:
                     as_json(event.properties, None),
                     event.external_id,
                 )
-            cursor.execute(
-                head
-                + ", ".join([row_marks] * len(chunk))
-                + f" RETURNING {quote('id')}",
-                params,
-            )
-            for event, (pk,) in zip(chunk, cursor.fetchall(), strict=True):
+            cursor.execute(head + ", ".join([row_marks] * len(chunk)) + tail, params)
+            keyed = {_key(e): e for e in chunk if e.external_id}
+            keyless = iter([e for e in chunk if not e.external_id])
+            for pk, source, external_id in cursor.fetchall():
+                event = keyed[source, external_id] if external_id else next(keyless)
                 event.pk = pk
                 event._state.adding = False
                 event._state.db = connection.alias
-    return events
 
 
 def _max_params() -> int:
