@@ -362,6 +362,8 @@ class ContactAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelA
         lines = contact.score_explanation or []
         if not lines:
             return "-"
+        if not isinstance(lines, list):
+            return str(lines)
         return format_html(
             "<ul>{}</ul>",
             format_html_join("", "<li>{}</li>", ((_reason(line),) for line in lines)),
@@ -391,13 +393,19 @@ class ContactAdmin(ContactVisibilityMixin, ContactEmailSearchMixin, admin.ModelA
         for score in scores:
             half_life = score.model.intent_half_life_days
             intent = decayed(score.intent_score, score.intent_scored_at, now, half_life)
-            reasons = ", ".join(_reason(line) for line in score.explanation or [])
+            lines = score.explanation or []
+            if not isinstance(lines, list):
+                lines = [lines]
+            reasons = ", ".join(_reason(line) for line in lines)
             rows.append(
                 (
                     score.model.name,
                     score.fit_score,
                     round(intent, 1),
-                    score.fit_score + round(intent),
+                    # A learned total does not decay: it reads no intent.
+                    score.total_score
+                    if score.model.use_learned
+                    else score.fit_score + round(intent),
                     reasons or "-",
                 )
             )

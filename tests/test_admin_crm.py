@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from crm.models import Contact, EngagementEvent
+from nurture.models import ContactScore
 from tests.admin_support import (
     assert_changelist_queries_constant,
 )
@@ -13,6 +14,7 @@ from tests.factories import (
     EngagementEventFactory,
     OpportunityFactory,
     RepFactory,
+    ScoringModelFactory,
     StageChangeFactory,
     UserFactory,
 )
@@ -191,3 +193,17 @@ def test_add_contact_page_loads_without_the_timeline(admin_client):
     assert "Profile" in sections
     assert "Engagement events" not in sections
     assert "Stage history" not in sections
+
+
+def test_contact_page_shows_an_explanation_scoring_did_not_write(admin_client):
+    """An explanation set by hand to something odd is shown, not a 500."""
+    contact = ContactFactory(score_explanation=5)
+    model = ScoringModelFactory(is_default=True)
+    ContactScore.objects.create(
+        contact=contact, model=model, explanation="checked by hand"
+    )
+
+    response = admin_client.get(reverse("admin:crm_contact_change", args=[contact.pk]))
+
+    assert response.status_code == 200
+    assert "checked by hand" in response.content.decode()

@@ -381,3 +381,45 @@ def test_without_a_default_model_events_wait():
 
     assert rescore_new_events(now=NOW) == 0
     assert EngagementEvent.objects.unscored().count() == 1
+
+
+MALFORMED_EXPLANATIONS = [
+    5,
+    "scored by hand",
+    [{"kind": "intent", "rule": "View", "points": "3", "at": NOW.isoformat()}],
+    [{"kind": "intent", "rule": "View", "points": None, "at": NOW.isoformat()}],
+    [{"kind": "intent", "rule": "View", "points": 3, "at": None}],
+    [{"kind": "intent", "rule": "View", "points": 3, "hits": None, "at": 7}],
+    [{"kind": "intent", "rule": ["View"], "points": 3}],
+    [{"kind": "intent"}],
+]
+
+
+@pytest.mark.parametrize("explanation", MALFORMED_EXPLANATIONS)
+def test_a_malformed_stored_explanation_stops_no_scoring(explanation):
+    """A score explained by hand in a shape scoring never writes is still
+    scored, keeps its intent, and does not hold up other contacts' events."""
+    model = ScoringModelFactory(mql_threshold=10_000)
+    ScoringRuleFactory(
+        model=model, kind=Intent, name="View", event_type="page_view", points=2
+    )
+    odd, other = ContactFactory(), ContactFactory()
+    EngagementEventFactory(contact=odd, occurred_at=NOW)
+    rescore_new_events(now=NOW)
+    ContactScore.objects.filter(contact=odd).update(
+        explanation=explanation, rule_points=explanation
+    )
+    Contact.objects.filter(pk=odd.pk).update(score_explanation=explanation)
+    EngagementEventFactory(contact=odd, occurred_at=NOW)
+    EngagementEventFactory(contact=other, occurred_at=NOW)
+
+    assert rescore_new_events(now=NOW) == 2
+
+    assert not EngagementEvent.objects.filter(scored_at__isnull=True).exists()
+    odd.refresh_from_db()
+    other.refresh_from_db()
+    assert odd.intent_score == pytest.approx(4)
+    assert other.intent_score == pytest.approx(2)
+    view_lines = [line for line in odd.score_explanation if line["rule"] == "View"]
+    assert len(view_lines) == 1 and view_lines[0]["kind"] == "intent"
+    assert all(isinstance(line["points"], int) for line in odd.score_explanation)

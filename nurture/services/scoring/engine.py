@@ -232,7 +232,7 @@ def _score(
             if score is None or full:
                 seed = None if full else seeds.get(contact.pk, [])
                 score = _fresh_score(contact, model, seed=seed)
-            fold_events(
+            _fold_safely(
                 model,
                 score,
                 contact,
@@ -253,6 +253,26 @@ def _score(
         if account_ids:
             refresh_account_scores(account_ids, now=now, model=default)
     return crossings
+
+
+def _fold_safely(model, score, contact, events, **kwargs) -> None:
+    """Fold events into a score; a stored score past reading must not stop
+    the batch (and with it every other contact's scoring, run after run).
+
+    Such a score keeps its intent and starts its explanation and capped
+    points afresh, and the log says so.
+    """
+    try:
+        fold_events(model, score, contact, events, **kwargs)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        logger.exception(
+            "Score of contact %s under %s could not be read; its explanation "
+            "and rule caps start afresh",
+            contact.pk,
+            model.name,
+        )
+        score.explanation, score.rule_points = [], {}
+        fold_events(model, score, contact, events, **kwargs)
 
 
 def _seeds(default, contacts, stored, *, full: bool) -> dict[int, list]:
@@ -352,21 +372,25 @@ def fold_events(
         _score_learned(model, score, contact, events, history, now=now)
 
 
-def intent_lines(explanation: list | None) -> dict[str, dict]:
+def intent_lines(explanation) -> dict[str, dict]:
     """Return an explanation's intent lines by rule name, one per rule.
 
     A line sums what a rule has counted for the contact: ``points`` (before
     decay), ``hits`` and ``at``, the time of its latest hit. Explanations
-    stored one line per hit (before lines were summed) merge on reading.
+    stored one line per hit (before lines were summed) merge on reading. A
+    line no scoring run wrote (edited by hand, say) is read as well as it can
+    be, or skipped: an explanation never stops a contact being scored.
     """
     lines: dict[str, dict] = {}
-    for line in explanation or []:
+    if not isinstance(explanation, list):
+        return lines
+    for line in explanation:
         if not isinstance(line, dict) or line.get("kind") != "intent":
             continue
-        line.setdefault("hits", 1)
-        line.setdefault("points", 0)
-        line.setdefault("at", "")
-        merged = lines.get(line.setdefault("rule", ""))
+        line = _readable(line)
+        if line is None:
+            continue
+        merged = lines.get(line["rule"])
         if merged is None:
             lines[line["rule"]] = line
         else:
@@ -374,6 +398,23 @@ def intent_lines(explanation: list | None) -> dict[str, dict]:
             merged["hits"] += line["hits"]
             merged["at"] = max(merged["at"], line["at"])
     return lines
+
+
+def _readable(line: dict) -> dict | None:
+    rule = line.get("rule")
+    if isinstance(rule, int) and not isinstance(rule, bool):
+        rule = str(rule)
+    if not isinstance(rule, str) or not rule:
+        return None
+    points, hits, at = line.get("points"), line.get("hits", 1), line.get("at")
+    if isinstance(points, bool) or not isinstance(points, int | float):
+        points = 0
+    if isinstance(hits, bool) or not isinstance(hits, int) or hits < 1:
+        hits = 1
+    line.update(
+        rule=rule, points=points, hits=hits, at=at if isinstance(at, str) else ""
+    )
+    return line
 
 
 def _count_hit(lines: dict[str, dict], rule: str, points: int, at: str) -> None:

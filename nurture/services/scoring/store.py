@@ -175,9 +175,15 @@ def load_scores(
             aware(at),
             total,
             decoded(explanation),
-            decoded(points),
+            _mapping(decoded(points)),
         )
     return scores
+
+
+def _mapping(value) -> dict:
+    # Capped points are scoring's own bookkeeping: anything but a mapping
+    # (written by hand, say) reads as nothing counted yet.
+    return value if isinstance(value, dict) else {}
 
 
 def unscored_events(batch_size: int) -> list[dict]:
