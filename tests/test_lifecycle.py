@@ -1,21 +1,22 @@
 """Lifecycle: recycling, re-armed thresholds, hand-raises and stale deals."""
 
 import datetime as dt
+import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from crm.models import Contact, LifecycleStage, Opportunity, StageChange
 from crm.services import StageTransitionError, change_stage
-from nurture.models import Enrollment, Handoff, ScoringRule
+from nurture.models import ContactScore, Enrollment, Handoff, ScoringRule
 from nurture.services.handoffs import reject_handoff
 from nurture.services.lifecycle import (
     flag_stale_opportunities,
     re_engage_opportunity_contacts,
 )
 from nurture.services.programme import ensure_default_programme
-from nurture.services.scoring import rescore_new_events
+from nurture.services.scoring import qualify_contacts, rescore_new_events
 from tests.factories import (
     ContactFactory,
     EngagementEventFactory,
@@ -265,3 +266,42 @@ def test_qualifying_looks_contacts_up_by_id_not_by_walking_the_stage():
             plan = [row[3] for row in cursor.fetchall()]
         contact_step = next(step for step in plan if " crm_contact " in step)
         assert "INTEGER PRIMARY KEY" in contact_step, plan
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_qualifying_the_same_leads_make_each_an_mql_once():
+    """A threshold crossing and a hand-raise seen by two scoring workers at
+    once qualify each lead once: one stage change, one handoff."""
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent row locks need PostgreSQL")
+    model = _scoring_setup(threshold=50)
+    leads = ContactFactory.create_batch(40, total_score=80)
+    ContactScore.objects.bulk_create(
+        ContactScore(contact=lead, model=model, total_score=80) for lead in leads
+    )
+    ids = [lead.pk for lead in leads]
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def qualify(**how):
+        try:
+            barrier.wait()
+            qualify_contacts(ids, now=NOW, **how)
+        except Exception as error:  # surfaced by the assertion below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=qualify, kwargs={"model": model}),
+        threading.Thread(target=qualify, kwargs={"hand_raise": True}),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    moves = StageChange.objects.filter(to_stage=S.MQL).values_list("contact_id")
+    assert sorted(contact_id for (contact_id,) in moves) == sorted(ids)
+    assert Handoff.objects.count() == len(ids)

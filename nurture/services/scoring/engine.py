@@ -556,20 +556,21 @@ def qualify_contacts(
             f"{model.mql_threshold} under {model.name}"
         )
 
-    contacts = list(qualified)
     try:
-        handoffs = _qualify_batch(contacts, reason, now=now)
+        handoffs = _qualify_batch(qualified, reason, now=now)
     except Exception:
         # One contact's failure must not stop the others: go one by one, on
         # fresh rows, since the batch rolled back what it had changed.
         logger.exception("Qualifying a batch failed; qualifying one by one")
         handoffs = []
-        for contact in qualified.all():
+        for contact_id in ids:
             try:
-                handoffs += _qualify_batch([contact], reason, now=now)
+                handoffs += _qualify_batch(
+                    qualified.filter(pk=contact_id), reason, now=now
+                )
             except Exception:
                 logger.exception(
-                    "Qualification failed", extra={"contact_id": contact.pk}
+                    "Qualification failed", extra={"contact_id": contact_id}
                 )
     count = len(handoffs)
     waiting = sum(handoff is None for handoff in handoffs)
@@ -584,16 +585,20 @@ def qualify_contacts(
     return count
 
 
-def _qualify_batch(contacts: list[Contact], reason, *, now: dt.datetime) -> list:
-    """Make MQLs of the contacts and hand them off, all or none.
+def _qualify_batch(qualified, reason, *, now: dt.datetime) -> list:
+    """Make MQLs of the armed contacts a queryset finds, hand them off, all or none.
 
-    Return each contact's handoff, None for those waiting for a rep.
+    The contacts are read under a row lock in the same transaction, so two
+    scoring workers that saw the same lead cross cannot both qualify it: the
+    second waits for the first and then no longer finds it armed. Return
+    each contact's handoff, None for those waiting for a rep.
     """
     from ..handoffs import hand_off_many
 
-    if not contacts:
-        return []
     with transaction.atomic():
+        contacts = list(qualified.select_for_update(of=("self",)))
+        if not contacts:
+            return []
         change_stages(contacts, LifecycleStage.MQL, now=now, reason=reason)
         return hand_off_many(contacts, now=now)
 
