@@ -18,6 +18,7 @@ from nurture.services.scoring import (
     run_rescore_batch,
     score_contacts,
 )
+from tests.api_support import make_manager, token_client
 from tests.factories import (
     AccountFactory,
     ContactFactory,
@@ -270,6 +271,22 @@ def test_a_learned_model_sets_the_total_and_explains_it():
     assert {line["rule"] for line in score.explanation} >= {"Student", "Download"}
     contact.refresh_from_db()
     assert contact.total_score == 50
+
+
+def test_the_api_and_admin_show_a_learned_total_as_it_was_set(admin_client):
+    """A learned total does not decay, so reads show it, not fit + intent."""
+    model = learned_model(is_default=True)
+    contact = ContactFactory(occupation="Student")
+    EngagementEventFactory(contact=contact, type="content_download", occurred_at=NOW)
+    rescore_new_events(now=NOW)
+    api = token_client(make_manager())
+
+    detail = api.get(f"/api/contacts/{contact.pk}/").json()
+
+    assert detail["total_now"] == 50
+    assert [s["total"] for s in detail["scores"] if s["model"] == model.name] == [50]
+    page = admin_client.get(reverse("admin:crm_contact_change", args=[contact.pk]))
+    assert "<td>50</td>" in page.content.decode().replace(" ", "")
 
 
 def test_a_learned_total_folds_new_events_without_rereading_history(

@@ -51,17 +51,31 @@ class CurrentScoreMixin:
     def current(self, value: float, since) -> float:
         if not value or since is None:
             return value
-        context = self.context
-        if "score_now" not in context:
-            context["score_now"] = timezone.now()
-            model = (
-                apps.get_model("nurture", "ScoringModel")
-                .objects.filter(is_default=True)
-                .first()
-            )
-            context["score_half_life"] = model.intent_half_life_days if model else 30
-        now, half_life = context["score_now"], context["score_half_life"]
+        self._load_default_model()
+        now, half_life = self.context["score_now"], self.context["score_half_life"]
         return round(decayed(value, since, now, half_life), 2)
+
+    def learned(self) -> bool:
+        """Say whether the default model's total comes from learned weights.
+
+        A learned total reads the profile and events, not time: it does not
+        decay, so the stored total is the current one.
+        """
+        self._load_default_model()
+        return self.context["score_learned"]
+
+    def _load_default_model(self) -> None:
+        context = self.context
+        if "score_half_life" in context:
+            return
+        context.setdefault("score_now", timezone.now())
+        model = (
+            apps.get_model("nurture", "ScoringModel")
+            .objects.filter(is_default=True)
+            .first()
+        )
+        context["score_half_life"] = model.intent_half_life_days if model else 30
+        context["score_learned"] = bool(model and model.use_learned)
 
 
 class ContactSerializer(CurrentScoreMixin, serializers.ModelSerializer):
@@ -207,6 +221,8 @@ class ContactSerializer(CurrentScoreMixin, serializers.ModelSerializer):
         return self.current(contact.intent_score, contact.intent_scored_at)
 
     def get_total_now(self, contact: Contact) -> int:
+        if self.learned():
+            return contact.total_score
         intent = self.current(contact.intent_score, contact.intent_scored_at)
         return contact.fit_score + round(intent)
 
@@ -230,7 +246,10 @@ class ContactSerializer(CurrentScoreMixin, serializers.ModelSerializer):
                     "model": score.model.name,
                     "fit": score.fit_score,
                     "intent": round(intent, 2),
-                    "total": score.fit_score + round(intent),
+                    # A learned total does not decay (see learned()).
+                    "total": score.total_score
+                    if score.model.use_learned
+                    else score.fit_score + round(intent),
                     "explanation": score.explanation,
                 }
             )
