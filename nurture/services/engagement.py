@@ -68,13 +68,21 @@ def ingest_events(rows: Iterable[Mapping], *, now: dt.datetime) -> IngestResult:
     """
     events = [_build(row) for row in rows]
     result = IngestResult(ids=[None] * len(events))
-    new = _sort_out(events, result)
+    # Keys are checked against the database by inserting: a key stored
+    # before (a sender's retry) or by a request racing this one is skipped
+    # there, then read back. Asking first cost a query per call that
+    # PostgreSQL answered by scanning every stored event.
+    new = _sort_out(events, result, stored={})
     if new:
         with transaction.atomic():
             _insert(new, now=now)
             result.created = [event for event in new if event.pk]
-            if len(result.created) < len(new):
-                _settle_raced(events, new, result)
+            skipped = {_key(event) for event in new if event.pk is None}
+            if skipped:
+                # Sort the call out again, knowing what those keys hold.
+                result.duplicates, result.rejected = 0, []
+                result.ids = [None] * len(events)
+                _sort_out(events, result, stored=_stored(skipped))
             _apply_effects(result.created, now=now)
             stamp_touch_outcomes(result.created)
 
@@ -111,22 +119,11 @@ def _key(event: EngagementEvent) -> tuple[str, str]:
     return (event.source, event.external_id)
 
 
-def _sort_out(events: list[EngagementEvent], result: IngestResult):
-    """Return the events to store; record duplicates and rejections."""
-    keys = {_key(event) for event in events if event.external_id}
-    stored = {}
-    if keys:
-        matches = (
-            _keyed_events(keys)
-            .order_by()
-            .values_list("source", "external_id", "pk", "contact_id", "type")
-        )
-        stored = {
-            (source, external_id): (pk, contact_id, type_)
-            for source, external_id, pk, contact_id, type_ in matches
-            if (source, external_id) in keys
-        }
+def _sort_out(events: list[EngagementEvent], result: IngestResult, stored: dict):
+    """Return the events to store; record duplicates and rejections.
 
+    ``stored`` maps keys already stored to (id, contact id, type).
+    """
     # Keep the first row for each key that is not stored yet.
     new, first = [], {}
     for index, event in enumerate(events):
@@ -151,6 +148,20 @@ def _sort_out(events: list[EngagementEvent], result: IngestResult):
             first[key] = index
             new.append(event)
     return new
+
+
+def _stored(keys: set[tuple[str, str]]) -> dict:
+    """Read the stored events under these keys: key -> (id, contact id, type)."""
+    matches = (
+        _keyed_events(keys)
+        .order_by()
+        .values_list("source", "external_id", "pk", "contact_id", "type")
+    )
+    return {
+        (source, external_id): (pk, contact_id, type_)
+        for source, external_id, pk, contact_id, type_ in matches
+        if (source, external_id) in keys
+    }
 
 
 def _conflict(key: tuple[str, str]) -> str:
@@ -179,36 +190,6 @@ def _build(row: Mapping) -> EngagementEvent:
 def _text(value) -> str:
     # 0 is an id like any other; only a missing value means no key.
     return "" if value is None else str(value)
-
-
-def _settle_raced(
-    events: list[EngagementEvent], new: list[EngagementEvent], result: IngestResult
-) -> None:
-    """Sort out the keyed rows another request stored after _sort_out looked.
-
-    The insert skipped them. Each is a duplicate of the event now stored
-    under its key when that event has the same contact and type (it takes
-    that event's id) and is rejected otherwise; either way it is not
-    reported as created and its effects are not applied a second time.
-    """
-    skipped = [event for event in new if event.pk is None]
-    logger.warning("%d events were stored meanwhile by another request", len(skipped))
-    position = {id(event): index for index, event in enumerate(events)}
-    keys = {_key(event) for event in skipped}
-    stored = {
-        (source, external_id): (pk, contact_id, type_)
-        for source, external_id, pk, contact_id, type_ in _keyed_events(keys)
-        .order_by()
-        .values_list("source", "external_id", "pk", "contact_id", "type")
-    }
-    for event in skipped:
-        index = position[id(event)]
-        pk, contact_id, type_ = stored[_key(event)]
-        if (contact_id, type_) != (event.contact_id, event.type):
-            result.rejected.append((index, _conflict(_key(event))))
-            continue
-        result.duplicates += 1
-        result.ids[index] = event.pk = pk
 
 
 def _insert(events: list[EngagementEvent], *, now: dt.datetime) -> None:
