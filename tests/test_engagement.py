@@ -1,15 +1,15 @@
 """ingest_events: stored once, unscored, with suppression and exits at once."""
 
 import datetime as dt
-import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from crm.models import EngagementEvent
 from nurture.models import Enrollment
 from nurture.services.engagement import ingest_events
+from tests.concurrency import run_at_once
 from tests.factories import (
     AccountFactory,
     CadenceFactory,
@@ -300,27 +300,14 @@ def test_requests_racing_with_the_same_keys_store_and_report_each_event_once():
         "source": "web",
     }
     calls = [range(0, 600), range(200, 800), range(400, 1000)]
-    barrier = threading.Barrier(len(calls))
-    results, errors = [], []
 
     def send(numbers):
-        try:
-            rows = [{**row, "external_id": f"e{n}"} for n in numbers]
-            rows.append({**row, "type": "email_reply", "external_id": "reply-1"})
-            barrier.wait()
-            results.append(ingest_events(rows, now=NOW))
-        except Exception as error:  # surfaced by the assertion below
-            errors.append(error)
-        finally:
-            connections.close_all()
+        rows = [{**row, "external_id": f"e{n}"} for n in numbers]
+        rows.append({**row, "type": "email_reply", "external_id": "reply-1"})
+        return lambda: ingest_events(rows, now=NOW)
 
-    threads = [threading.Thread(target=send, args=(n,)) for n in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_at_once(*(send(numbers) for numbers in calls))
 
-    assert errors == []
     assert EngagementEvent.objects.count() == 1001
     assert sum(len(r.created) for r in results) == 1001
     assert sum(r.duplicates for r in results) == 3 * 601 - 1001

@@ -1,10 +1,9 @@
 """Lifecycle: recycling, re-armed thresholds, hand-raises and stale deals."""
 
 import datetime as dt
-import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from crm.models import Contact, LifecycleStage, Opportunity, StageChange
@@ -17,6 +16,7 @@ from nurture.services.lifecycle import (
 )
 from nurture.services.programme import ensure_default_programme
 from nurture.services.scoring import qualify_contacts, rescore_new_events
+from tests.concurrency import run_at_once
 from tests.factories import (
     ContactFactory,
     EngagementEventFactory,
@@ -280,28 +280,12 @@ def test_two_workers_qualifying_the_same_leads_make_each_an_mql_once():
         ContactScore(contact=lead, model=model, total_score=80) for lead in leads
     )
     ids = [lead.pk for lead in leads]
-    barrier = threading.Barrier(2)
-    errors = []
 
-    def qualify(**how):
-        try:
-            barrier.wait()
-            qualify_contacts(ids, now=NOW, **how)
-        except Exception as error:  # surfaced by the assertion below
-            errors.append(error)
-        finally:
-            connections.close_all()
+    run_at_once(
+        lambda: qualify_contacts(ids, now=NOW, model=model),
+        lambda: qualify_contacts(ids, now=NOW, hand_raise=True),
+    )
 
-    threads = [
-        threading.Thread(target=qualify, kwargs={"model": model}),
-        threading.Thread(target=qualify, kwargs={"hand_raise": True}),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
     moves = StageChange.objects.filter(to_stage=S.MQL).values_list("contact_id")
     assert sorted(contact_id for (contact_id,) in moves) == sorted(ids)
     assert Handoff.objects.count() == len(ids)

@@ -1,15 +1,15 @@
 """SLA policies, business-hours deadlines and escalation exactly once."""
 
 import datetime as dt
-import threading
 
 import pytest
 from django.core import mail
-from django.db import connection, connections
+from django.db import connection
 
 from crm.models import LifecycleStage
 from nurture.models import Handoff, HandoffEscalation, SlaPolicy, Task
 from nurture.services.handoffs import enforce_handoff_slas, hand_off, sla_policy_for
+from tests.concurrency import run_at_once
 from tests.factories import (
     ContactFactory,
     RepFactory,
@@ -191,25 +191,12 @@ def test_two_sweeps_at_once_escalate_each_step_once(team):
     if connection.vendor != "postgresql":
         pytest.skip("concurrent row locks need PostgreSQL")
     handoffs = [hand_off(ContactFactory(), now=MONDAY_10) for _ in range(6)]
-    barrier = threading.Barrier(2)
-    results, errors = [], []
 
     def sweep():
-        try:
-            barrier.wait()
-            results.append(enforce_handoff_slas(now=FAR_LATER))
-        except Exception as error:  # surfaced by the assertion below
-            errors.append(error)
-        finally:
-            connections.close_all()
+        return enforce_handoff_slas(now=FAR_LATER)
 
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_at_once(sweep, sweep)
 
-    assert errors == []
     assert sum(r.breached for r in results) == len(handoffs)
     assert sum(len(r.steps) for r in results) == 3 * len(handoffs)
     assert HandoffEscalation.objects.count() == 3 * len(handoffs)
