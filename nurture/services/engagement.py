@@ -7,7 +7,6 @@ or a complaint stops every automated touch from the moment it is stored.
 
 import datetime as dt
 import logging
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from django.db import connection, transaction
 from crm.models import Contact, EngagementEvent
 from nurture.models import Cadence, Enrollment
 
+from .batching import max_query_params, value_adapters
 from .enrollment import exit_enrollments
 from .ids import keys_in
 from .out_of_office import is_out_of_office, pause_for_out_of_office
@@ -87,12 +87,12 @@ def ingest_events(rows: Iterable[Mapping], *, now: dt.datetime) -> IngestResult:
             stamp_touch_outcomes(result.created)
 
     # Report ids in input order; in-call repeats point at the stored event.
-    stored = {_key(event): event.pk for event in new if event.external_id and event.pk}
+    ids_by_key = {_key(e): e.pk for e in new if e.external_id and e.pk}
     rejected = {index for index, _ in result.rejected}
     for index, event in enumerate(events):
         if index in rejected or result.ids[index] is not None:
             continue
-        result.ids[index] = event.pk if event.pk else stored.get(_key(event))
+        result.ids[index] = event.pk if event.pk else ids_by_key.get(_key(event))
     logger.info(
         "Ingested %d events, %d duplicates, %d rejected",
         len(result.created),
@@ -195,27 +195,16 @@ def _text(value) -> str:
 def _insert(events: list[EngagementEvent], *, now: dt.datetime) -> None:
     """Insert events in their order with a few multi-row statements.
 
-    Each stored event gets its id; an event whose key another request has
-    stored since _sort_out looked is skipped by the database (ON CONFLICT DO
-    NOTHING) and keeps no id. bulk_create prepared every value through its
-    field, which cost more than the database spent storing the rows; these
-    columns need only the backend's datetime and JSON adapters. SQLite
-    (3.35+) and PostgreSQL return the new rows in the order they were given,
-    which matters only for events without a key.
+    Each stored event gets its id; an event whose key is stored already (a
+    sender's retry, or a request racing this one) is skipped by the database
+    (ON CONFLICT DO NOTHING) and keeps none. bulk_create prepared every
+    value through its field, which cost more than the database spent
+    storing the rows. SQLite (3.35+) and PostgreSQL return the new rows in
+    the order given, which matters only for events without a key.
     """
-    ops = connection.ops
-    quote = ops.quote_name
-    as_json = ops.adapt_json_value
-    adapted: dict = {}
-
-    def when(value):
-        # Most events of a call share a handful of timestamps.
-        if value not in adapted:
-            adapted[value] = ops.adapt_datetimefield_value(value)
-        return adapted[value]
-
+    as_json, when = value_adapters()
+    quote = connection.ops.quote_name
     received = when(now)
-    per_row = len(INSERT_COLUMNS)
     head = (
         f"INSERT INTO {quote(EngagementEvent._meta.db_table)} "
         f"({', '.join(quote(column) for column in INSERT_COLUMNS)}) VALUES "
@@ -224,8 +213,8 @@ def _insert(events: list[EngagementEvent], *, now: dt.datetime) -> None:
         f" ON CONFLICT DO NOTHING RETURNING {quote('id')}, {quote('source')}, "
         f"{quote('external_id')}"
     )
-    row_marks = f"({', '.join(['%s'] * per_row)})"
-    size = max(_max_params() // per_row, 1)
+    row_marks = f"({', '.join(['%s'] * len(INSERT_COLUMNS))})"
+    size = max(max_query_params() // len(INSERT_COLUMNS), 1)
     with connection.cursor() as cursor:
         for start in range(0, len(events), size):
             chunk = events[start : start + size]
@@ -238,7 +227,7 @@ def _insert(events: list[EngagementEvent], *, now: dt.datetime) -> None:
                     event.source,
                     when(event.occurred_at),
                     received,
-                    as_json(event.properties, None),
+                    as_json(event.properties),
                     event.external_id,
                 )
             cursor.execute(head + ", ".join([row_marks] * len(chunk)) + tail, params)
@@ -249,17 +238,6 @@ def _insert(events: list[EngagementEvent], *, now: dt.datetime) -> None:
                 event.pk = pk
                 event._state.adding = False
                 event._state.db = connection.alias
-
-
-def _max_params() -> int:
-    """How many parameters one statement may carry on this connection."""
-    if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        raw = connection.connection
-        # Python 3.11 reads the compiled limit (32,766 since SQLite 3.32).
-        if hasattr(raw, "getlimit"):
-            return raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    return connection.features.max_query_params or 65535
 
 
 def _keyed_events(keys: set[tuple[str, str]]):

@@ -53,8 +53,6 @@ MIRRORED = {
     "explanation": "score_explanation",
 }
 
-EVENT_FIELDS = store.EVENT_FIELDS
-
 # Where a learned model's score keeps its summary of the contact's events
 # (learning.summarize_events) among the rule points; rule ids never clash.
 LEARNED_KEY = "_learned"
@@ -177,7 +175,7 @@ def recompute_contacts(
                 contact_id__in=[c.pk for c in contacts], scored_at__isnull=False
             )
             .order_by("occurred_at", "id")
-            .values(*EVENT_FIELDS)
+            .values(*store.EVENT_FIELDS)
         )
         by_contact = defaultdict(list)
         for event in events:

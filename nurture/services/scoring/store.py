@@ -20,6 +20,7 @@ from crm.models import Account, Contact, EngagementEvent
 from nurture.models import ContactScore, ScoringModel
 
 from .. import learning
+from ..batching import value_adapters
 from ..fields import HIDDEN_FIELDS
 from ..ids import ids_in
 
@@ -275,7 +276,7 @@ def upsert_scores(scores: list[Score]) -> dict[int, object]:
         f"ON CONFLICT ({quote('contact_id')}, {quote('model_id')}) DO UPDATE SET "
         + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in SCORE_COLUMNS)
     )
-    as_json, when = _adapters()
+    as_json, when = value_adapters()
     explained = {id(s): as_json(s.explanation) for s in scores}
     params = [
         (
@@ -313,7 +314,7 @@ def mirror_scores(
         f"UPDATE {quote(Contact._meta.db_table)} SET {sets}, "
         f"{quote('updated_at')} = %s WHERE {quote('id')} = %s"
     )
-    as_json, when = _adapters()
+    as_json, when = value_adapters()
     stamp = when(now)
     params = [
         (
@@ -329,27 +330,6 @@ def mirror_scores(
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
-
-
-def _adapters():
-    """Return the JSON and datetime adapters for the connection's backend.
-
-    A batch stamps most scores with the same moment, so a datetime is
-    adapted once and reused.
-    """
-    ops = connection.ops
-    adapt, adapt_json = ops.adapt_datetimefield_value, ops.adapt_json_value
-    adapted: dict = {}
-
-    def when(value):
-        if value not in adapted:
-            adapted[value] = adapt(value)
-        return adapted[value]
-
-    def as_json(value):
-        return adapt_json(value, None)
-
-    return as_json, when
 
 
 def mark_scored(event_ids: list[int], *, now: dt.datetime) -> None:
